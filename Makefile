@@ -1,0 +1,29 @@
+# StyleTalker developer entry points. See README.md.
+PY ?= .venv/bin/python
+VENV ?= .venv
+
+.PHONY: setup data test demo bench clean
+
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --upgrade pip
+	# CPU torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
+	$(VENV)/bin/pip install torch==2.13.0
+	$(VENV)/bin/pip install -e ".[test]"
+
+setup: $(VENV)/bin/python data
+
+data: $(VENV)/bin/python
+	PYTHON=$(PY) ./scripts/fetch_data.sh
+
+test: setup
+	$(PY) -m pytest -q
+
+demo: setup
+	PYTHON=$(PY) ./scripts/demo.sh
+
+bench: setup
+	$(PY) bench/render.py
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,24 @@
+"""User-facing errors.
+
+Anything a user can cause (bad video, missing stage output, missing model weights)
+raises :class:`StyleTalkerError` with a message that says what is wrong and what to do.
+The CLI prints it without a traceback and exits with status 2.
+"""
+
+
+class StyleTalkerError(Exception):
+    """An error caused by the input or the environment, reported to the user plainly."""
+
+    exit_code = 2
+
+
+class InputError(StyleTalkerError):
+    """The input file / folder is unusable (not a video, corrupt, no face, ...)."""
+
+
+class MissingStageError(StyleTalkerError):
+    """A previous pipeline stage has not been run (or did not complete) in the work folder."""
+
+
+class MissingModelError(StyleTalkerError):
+    """Optional model weights were requested but are not present at the given local path."""

@@ -1,0 +1,155 @@
+"""Work-folder helpers shared by every stage.
+
+Conventions (see docs/FORMATS.md):
+
+* Each stage owns one sub-folder of the work folder (``preprocess/``, ``reconstruct/``, ...).
+* A stage is *complete* only when ``<stage>/stage.json`` exists with ``"complete": true``.
+  It is written last, atomically, so an interrupted run is never mistaken for a finished one.
+* Files are written atomically (temporary name + ``os.replace``).
+* Long-running stages keep checkpoints inside their folder and resume from them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .errors import MissingStageError
+
+STAGE_FILE = "stage.json"
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
+
+
+def _json_default(o: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is moved onto ``path``.
+
+    Use for writers that need a file name (torch.save, np.savez, video encoders).
+    The temporary keeps the real suffix so libraries that look at it still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def stage_dir(work: str | os.PathLike, stage: str) -> Path:
+    return Path(work) / stage
+
+
+def is_complete(folder: str | os.PathLike) -> bool:
+    p = Path(folder) / STAGE_FILE
+    if not p.is_file():
+        return False
+    try:
+        return bool(read_json(p).get("complete"))
+    except (OSError, ValueError):
+        return False
+
+
+def mark_complete(folder: str | os.PathLike, **info: Any) -> None:
+    info = dict(info)
+    info.setdefault("finished_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
+    info["complete"] = True
+    atomic_write_json(Path(folder) / STAGE_FILE, info)
+
+
+def clear_complete(folder: str | os.PathLike) -> None:
+    p = Path(folder) / STAGE_FILE
+    if p.exists():
+        p.unlink()
+
+
+def require_stage(work: str | os.PathLike, stage: str, hint: str) -> Path:
+    """Return ``work/stage`` or raise a clear error naming the command to run first."""
+    folder = stage_dir(work, stage)
+    if not is_complete(folder):
+        raise MissingStageError(
+            f"{folder} is missing or incomplete: run `{hint}` first."
+        )
+    return folder
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move a finished staging folder ``src`` onto ``dst`` (removing an old ``dst``)."""
+    if dst.exists():
+        old = dst.with_name(dst.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old)
+    else:
+        os.replace(src, dst)
+
+
+_QUIET = False
+
+
+def set_quiet(quiet: bool) -> None:
+    global _QUIET
+    _QUIET = bool(quiet)
+
+
+def progress(iterable: Iterable | None = None, **kw: Any):
+    """A tqdm progress bar on stderr, silenced by ``styletalker --quiet``."""
+    from tqdm.auto import tqdm
+
+    kw.setdefault("disable", _QUIET)
+    kw.setdefault("file", sys.stderr)
+    kw.setdefault("dynamic_ncols", True)
+    return tqdm(iterable, **kw)
+
+
+def log(msg: str) -> None:
+    if not _QUIET:
+        print(msg, file=sys.stderr, flush=True)

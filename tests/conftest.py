@@ -1,0 +1,32 @@
+"""Shared fixtures. Real data comes from scripts/fetch_data.sh (run by `make test`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from styletalker.assets import find_asset
+
+
+@pytest.fixture(scope="session")
+def franck_video():
+    return find_asset("videos/franck.webm")
+
+
+@pytest.fixture(scope="session")
+def driver_video():
+    return find_asset("videos/cap13_edit2.mp4")
+
+
+@pytest.fixture(scope="session")
+def carphone_video():
+    return find_asset("videos/carphone.mp4")
+
+
+@pytest.fixture(scope="session")
+def franck_work(tmp_path_factory, franck_video):
+    """A small preprocessed clip of the real sample video (4 s at 10 fps, 128 px), shared by tests."""
+    from styletalker.preprocess import run_preprocess
+
+    work = tmp_path_factory.mktemp("franck_work")
+    run_preprocess(franck_video, work, start=10.0, duration=4.0, fps=10, size=128, progress=False)
+    return work

@@ -30,3 +30,12 @@ def franck_work(tmp_path_factory, franck_video):
     work = tmp_path_factory.mktemp("franck_work")
     run_preprocess(franck_video, work, start=10.0, duration=4.0, fps=10, size=128, progress=False)
     return work
+
+
+@pytest.fixture(scope="session")
+def franck_avatar_work(franck_work):
+    """franck_work plus a tiny reconstruction (preset "test": seconds, not quality)."""
+    from styletalker.reconstruct import run_reconstruct
+
+    run_reconstruct(franck_work, preset="test", progress=False)
+    return franck_work

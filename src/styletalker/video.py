@@ -93,7 +93,10 @@ def iter_frames(
                     break
                 if fps and t + 1e-6 < next_t:
                     continue
-                next_t = (next_t + step) if fps else t
+                if fps:  # next slot on the start + k/fps grid after t (also when pts jump ahead)
+                    next_t += step
+                    if next_t <= t + 1e-6:
+                        next_t += step * (int((t + 1e-6 - next_t) / step) + 1)
                 yield idx, t, np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
                 n_out += 1
                 if max_frames is not None and n_out >= max_frames:

@@ -1,0 +1,131 @@
+"""Reading ``work/preprocess/`` back as tensors: :func:`load_dataset`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..workdir import read_json, require_stage
+
+
+@dataclass
+class CanonicalMeshT:
+    """Canonical face mesh in canonical head space (decimetres, OpenCV axes)."""
+
+    vertices: torch.Tensor  # (468,3) float32
+    faces: torch.Tensor  # (F,3) int64
+    uvs: torch.Tensor  # (468,2) float32, v from the top
+
+
+@dataclass
+class Dataset:
+    """A preprocessed clip. Per-frame tensors have N = number of kept frames.
+
+    ``images`` (N,H,W,3) float32 in [0,1] and ``masks`` (N,H,W,1) float32 in {0,1} are loaded
+    from the PNGs on first access (then cached); ``image(i)`` / ``mask(i)`` load one frame.
+    """
+
+    root: Path
+    K: torch.Tensor  # (N,3,3)
+    world_to_cam: torch.Tensor  # (N,4,4)
+    expression: torch.Tensor  # (N,52)
+    landmarks2d: torch.Tensor  # (N,478,2) crop pixels
+    landmarks3d: torch.Tensor  # (N,478,3) canonical space
+    frame_index: torch.Tensor  # (N,) int64, source frame index
+    time: torch.Tensor  # (N,) float64 seconds
+    crop_box: torch.Tensor  # (N,4) int64
+    neutral_frame: int
+    canonical_mesh: CanonicalMeshT
+    expression_names: list[str]
+    fps: float
+    width: int
+    height: int
+    manifest: dict
+    _images: torch.Tensor | None = field(default=None, repr=False)
+    _masks: torch.Tensor | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return int(self.K.shape[0])
+
+    # --- images
+    def image(self, i: int) -> torch.Tensor:
+        from .pipeline import frame_name, read_png
+
+        return torch.from_numpy(read_png(self.root / "frames" / frame_name(int(i)))).float().div_(255.0)
+
+    def mask(self, i: int) -> torch.Tensor:
+        from .pipeline import frame_name, read_png
+
+        m = read_png(self.root / "masks" / frame_name(int(i)), gray=True)
+        return torch.from_numpy(m > 127).float().unsqueeze(-1)
+
+    @property
+    def images(self) -> torch.Tensor:
+        if self._images is None:
+            self._images = torch.stack([self.image(i) for i in range(len(self))])
+        return self._images
+
+    @property
+    def masks(self) -> torch.Tensor:
+        if self._masks is None:
+            self._masks = torch.stack([self.mask(i) for i in range(len(self))])
+        return self._masks
+
+    # --- cameras / mesh
+    def camera(self, i: int):
+        from ..render import Camera
+
+        i = int(i)
+        return Camera(self.K[i].clone(), self.world_to_cam[i].clone(), self.width, self.height)
+
+    @property
+    def vertices(self) -> torch.Tensor:
+        return self.canonical_mesh.vertices
+
+    @property
+    def faces(self) -> torch.Tensor:
+        return self.canonical_mesh.faces
+
+    @property
+    def uvs(self) -> torch.Tensor:
+        return self.canonical_mesh.uvs
+
+
+def load_dataset(work) -> Dataset:
+    """Load ``work/preprocess/``; raises MissingStageError if preprocessing is missing/incomplete."""
+    root = require_stage(work, "preprocess", f"styletalker preprocess VIDEO {work}")
+    man = read_json(root / "manifest.json")
+    with np.load(root / "tracking.npz") as z:
+        tr = {k: z[k] for k in z.files}
+    with np.load(root / "canonical_mesh.npz") as z:
+        mesh = CanonicalMeshT(
+            torch.from_numpy(z["vertices"].astype(np.float32)),
+            torch.from_numpy(z["faces"].astype(np.int64)),
+            torch.from_numpy(z["uvs"].astype(np.float32)),
+        )
+
+    def f32(k):
+        return torch.from_numpy(np.ascontiguousarray(tr[k], dtype=np.float32))
+
+    w, h = man["image_size"]
+    return Dataset(
+        root=Path(root),
+        K=f32("K"),
+        world_to_cam=f32("world_to_cam"),
+        expression=f32("expression"),
+        landmarks2d=f32("landmarks2d"),
+        landmarks3d=f32("landmarks3d"),
+        frame_index=torch.from_numpy(tr["frame_index"].astype(np.int64)),
+        time=torch.from_numpy(tr["time"].astype(np.float64)),
+        crop_box=torch.from_numpy(tr["crop_box"].astype(np.int64)),
+        neutral_frame=int(man["neutral_frame"]),
+        canonical_mesh=mesh,
+        expression_names=list(man["expression_names"]),
+        fps=float(man["fps"]),
+        width=int(w),
+        height=int(h),
+        manifest=man,
+    )

@@ -1,0 +1,249 @@
+"""``styletalker preprocess``: write ``work/preprocess/`` (see docs/FORMATS.md, docs/preprocess.md).
+
+Everything is written into ``work/preprocess.partial/`` and renamed to ``work/preprocess/`` only
+after ``stage.json`` is written, so an interrupted or failed run never leaves a folder that looks
+complete. Re-running with the same options resumes from the partial folder (tracking results and
+already written frames/masks are reused); other options start it afresh.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import InputError
+from ..workdir import (atomic_path, atomic_write_bytes, atomic_write_json, is_complete, log, mark_complete,
+                       progress as progress_bar, read_json, replace_dir)
+from . import geometry as geo
+from . import mp_models
+from .overlay import draw_overlay
+from .segment import person_mask
+from .tracking import (DEFAULT_MAX_LOST, DEFAULT_MIN_FRAMES, DEFAULT_SMOOTH_S, TrackOptions, detect_faces,
+                       iter_kept_frames, kept_fps, solve_geometry)
+
+STAGE = "preprocess"
+FORMAT_VERSION = 1
+TRACK_KEYS = ("frame_index", "time", "K", "world_to_cam", "expression", "landmarks2d", "landmarks3d", "crop_box")
+
+
+def _source_id(video: Path) -> dict:
+    st = video.stat()
+    return {"path": str(video.resolve()), "bytes": st.st_size, "mtime": int(st.st_mtime)}
+
+
+def _png_bytes(img: np.ndarray) -> bytes:
+    import cv2
+
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:  # pragma: no cover
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def read_png(path, *, gray: bool = False) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+    if img is None:
+        raise InputError(f"{path}: missing or unreadable image; re-run `styletalker preprocess` with --force")
+    return img if gray else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def frame_name(k: int) -> str:
+    return f"{k:06d}.png"
+
+
+def run_preprocess(
+    video,
+    work,
+    *,
+    start: float = 0.0,
+    duration: float | None = None,
+    fps: float | None = None,
+    max_frames: int | None = None,
+    size: int = 256,
+    force: bool = False,
+    progress: bool = True,
+    min_frames: int = DEFAULT_MIN_FRAMES,
+    max_lost: float = DEFAULT_MAX_LOST,
+    smooth: float = DEFAULT_SMOOTH_S,
+    overlay: bool = True,
+) -> Path:
+    """Preprocess ``video`` into ``work/preprocess/`` and return that folder.
+
+    A complete stage is left untouched (no-op) unless ``force``. Raises
+    :class:`~styletalker.errors.InputError` for unusable input (not a video, corrupt, no face,
+    several faces, too few frames) without leaving a complete-looking output.
+    """
+    t_start = time.time()
+    video = Path(video)
+    work = Path(work)
+    final = work / STAGE
+    partial = work / (STAGE + ".partial")
+    o = TrackOptions(start=float(start), duration=duration, fps=fps, max_frames=max_frames, size=int(size),
+                     min_frames=int(min_frames), max_lost=float(max_lost), smooth=float(smooth))
+    if work.exists() and not work.is_dir():
+        raise InputError(f"{work}: exists and is not a folder; give a work folder path")
+    if is_complete(final) and not force:
+        if progress:
+            log(f"{final} is already complete; nothing to do (use --force to redo it)")
+        return final
+    if not video.is_file():
+        raise InputError(f"{video}: no such file" if not video.exists() else f"{video}: expected a video file")
+    opts = {"format_version": FORMAT_VERSION, "source": _source_id(video), "options": o.to_json()}
+
+    # ---- resume or restart the staging folder
+    if partial.exists():
+        same = False
+        try:
+            same = read_json(partial / "options.json") == json.loads(json.dumps(opts))
+        except (OSError, ValueError):
+            pass
+        if force or not same:
+            shutil.rmtree(partial)
+        elif progress:
+            log(f"resuming from {partial}")
+
+    # ---- pass 1: tracking (checkpointed as track.npz + track.json)
+    t0 = time.time()
+    track_npz, track_json = partial / "track.npz", partial / "track.json"
+    if track_npz.is_file() and track_json.is_file():
+        with np.load(track_npz) as z:
+            tr = {k: z[k] for k in z.files}
+        meta = read_json(track_json)
+        tr.update(expression_names=meta["expression_names"], stats=meta["stats"], box=tuple(meta["box"]))
+        raw_info = meta["raw"]
+    else:
+        raw = detect_faces(video, o, show_progress=progress)  # raises InputError before anything is written
+        tr = solve_geometry(raw, o)
+        raw_info = {k: raw[k] for k in ("width", "height", "source_fps", "decoded", "dropped", "multi_face_frames")}
+        partial.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(partial / "options.json", opts)
+        with atomic_path(track_npz) as tmp:
+            np.savez(tmp, **{k: tr[k] for k in TRACK_KEYS})
+        atomic_write_json(track_json, {"expression_names": tr["expression_names"], "stats": tr["stats"],
+                                       "box": list(tr["box"]), "raw": raw_info})
+    t_track = time.time() - t0
+    n = len(tr["frame_index"])
+    box = tuple(int(v) for v in tr["box"])
+
+    # ---- pass 2: crops + person masks (resumable per frame)
+    t0 = time.time()
+    fdir, mdir = partial / "frames", partial / "masks"
+    fdir.mkdir(exist_ok=True)
+    mdir.mkdir(exist_ok=True)
+    todo = [k for k in range(n) if not ((fdir / frame_name(k)).is_file() and (mdir / frame_name(k)).is_file())]
+    if todo:
+        todo_set = set(todo)
+        seg = mp_models.create_segmenter()
+        valid = geo.valid_region(box, raw_info["width"], raw_info["height"], o.size)
+        bar_kw = {} if progress else {"disable": True}
+        bar = progress_bar(total=len(todo), desc="crop + mask", unit="fr", **bar_kw)
+        try:
+            for k, img in iter_kept_frames(video, o, tr["frame_index"]):
+                if k not in todo_set:
+                    continue
+                crop_src = geo.crop_and_resize(img, box, None)
+                crop = geo.crop_and_resize(img, box, o.size)
+                mask = person_mask(seg, crop_src, o.size, tr["landmarks2d"][k], valid=valid)
+                atomic_write_bytes(mdir / frame_name(k), _png_bytes(mask))
+                atomic_write_bytes(fdir / frame_name(k), _png_bytes(crop))
+                todo_set.discard(k)
+                bar.update(1)
+        finally:
+            bar.close()
+            seg.close()
+        if todo_set:
+            raise InputError(f"{video}: {len(todo_set)} tracked frames could not be decoded again (corrupt video?)")
+    t_frames = time.time() - t0
+
+    # ---- tracking.npz, mesh, manifest, overlay
+    t0 = time.time()
+    with atomic_path(partial / "tracking.npz") as tmp:
+        np.savez(tmp, **{k: tr[k] for k in TRACK_KEYS})
+    mesh = mp_models.canonical_mesh()
+    with atomic_path(partial / "canonical_mesh.npz") as tmp:
+        np.savez(tmp, vertices=mesh.vertices, faces=mesh.faces, uvs=mesh.uvs)
+    neutral = geo.choose_neutral_frame(tr["expression"], tr["world_to_cam"])
+    out_fps = kept_fps(tr["time"], fps, raw_info["source_fps"])
+    if overlay:
+        bar_kw = {} if progress else {"disable": True}
+
+        def frames_iter():
+            for k in progress_bar(range(n), desc="overlay", unit="fr", **bar_kw):
+                img = read_png(fdir / frame_name(k))
+                m = read_png(mdir / frame_name(k), gray=True)
+                yield draw_overlay(img, m, tr["landmarks2d"][k], tr["K"][k], tr["world_to_cam"][k])
+
+        from ..video import write_video
+
+        write_video(partial / "overlay.mp4", frames_iter(), out_fps)
+    t_overlay = time.time() - t0
+
+    stats = dict(tr["stats"])
+    import mediapipe
+
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "source": {**_source_id(video), "width": raw_info["width"], "height": raw_info["height"],
+                   "fps": raw_info["source_fps"]},
+        "window": {"start": o.start, "duration": o.duration, "fps": o.fps, "max_frames": o.max_frames},
+        "fps": out_fps,
+        "num_frames": n,
+        "image_size": [o.size, o.size],
+        "crop_box": list(box),
+        "fov_y_deg_full_frame": mp_models.FOV_Y_DEG,
+        "expression_names": list(tr["expression_names"]),
+        "neutral_frame": neutral,
+        "frames": "frames/%06d.png (k = row of tracking.npz)",
+        "masks": "masks/%06d.png",
+        "decoded_frames": raw_info["decoded"],
+        "dropped": raw_info["dropped"],
+        "multi_face_frames": raw_info["multi_face_frames"],
+        "options": o.to_json(),
+        "stats": stats,
+        "trackers": {
+            "mediapipe": mediapipe.__version__,
+            "face_landmarker": mp_models.model_version(),
+            "segmentation": "mediapipe.solutions.selfie_segmentation model_selection=0",
+            "styletalker": __version__,
+        },
+    }
+    atomic_write_json(partial / "manifest.json", manifest)
+    for f in ("track.npz", "track.json", "options.json"):
+        (partial / f).unlink(missing_ok=True)
+    total = time.time() - t_start
+    mark_complete(
+        partial,
+        stage=STAGE,
+        frames=n,
+        decoded_frames=raw_info["decoded"],
+        dropped_frames=len(raw_info["dropped"]),
+        neutral_frame=neutral,
+        reproj_px=stats["reproj_rigid_px"],
+        seconds={"track": round(t_track, 2), "frames": round(t_frames, 2), "overlay": round(t_overlay, 2),
+                 "total": round(total, 2)},
+        frames_per_second=round(raw_info["decoded"] / max(total, 1e-6), 2),
+    )
+    work.mkdir(parents=True, exist_ok=True)
+    replace_dir(partial, final)
+    return final
+
+
+def summary_line(folder: Path) -> str:
+    st = read_json(folder / "stage.json")
+    return (
+        f"preprocess: kept {st['frames']}/{st['decoded_frames']} frames (dropped {st['dropped_frames']}), "
+        f"reprojection error {st['reproj_px']:.2f} px, {st['seconds']['total']:.1f} s "
+        f"({st['frames_per_second']:.1f} frames/s) -> {folder}"
+    )
+
+
+__all__ = ["run_preprocess", "summary_line", "read_png", "frame_name"]

@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 VENV ?= .venv
 
-.PHONY: setup data test demo bench clean
+.PHONY: setup data render-ext test demo bench clean
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -11,7 +11,11 @@ $(VENV)/bin/python:
 	$(VENV)/bin/pip install torch==2.13.0
 	$(VENV)/bin/pip install -e ".[test]"
 
-setup: $(VENV)/bin/python data
+setup: $(VENV)/bin/python render-ext data
+
+# compile (once, cached under ~/.cache/torch_extensions) and self-check the C++ CPU rasterizer
+render-ext: $(VENV)/bin/python
+	$(PY) -m styletalker.render.build
 
 data: $(VENV)/bin/python
 	PYTHON=$(PY) ./scripts/fetch_data.sh

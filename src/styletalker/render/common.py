@@ -6,7 +6,8 @@ All backends must follow exactly these conventions so their outputs agree:
 * 2D covariance = J W Sigma W^T J^T + 0.3*I  (EWA low-pass, as in 3DGS / gsplat).
 * pixel centre of (u, v) is (u + 0.5, v + 0.5).
 * alpha = min(0.99, opacity * exp(-0.5 d^T conic d)); contributions with alpha < 1/255 are skipped.
-* front-to-back by camera depth of the centre; a Gaussian is composited only while
+* front-to-back by camera depth of the centre (equal depths: lower index first, i.e. a stable
+  sort); a Gaussian is composited only while
   T * (1 - alpha) > 1e-4 (T = transmittance before it), i.e. compositing stops there.
 * outputs: image = sum(alpha_i T_i c_i) + T_final * background, alpha = 1 - T_final,
   depth = sum(alpha_i T_i z_i) (not normalised by alpha).

@@ -16,7 +16,8 @@ def render_dense(means, quats, scales, opacities, colors, camera, background=Non
     H, W = camera.height, camera.width
     C = colors.shape[-1]
     pr = project(means, quats, scales, camera)
-    order = torch.argsort(torch.where(pr.valid, pr.depth, torch.full_like(pr.depth, float("inf"))))
+    # front to back; equal depths keep index order (stable sort), as in every backend
+    order = torch.argsort(torch.where(pr.valid, pr.depth, torch.full_like(pr.depth, float("inf"))), stable=True)
     order = order[pr.valid[order]]
     xy, conic, depth = pr.xy[order], pr.conic[order], pr.depth[order]
     op, col = opacities.reshape(-1)[order], colors[order]

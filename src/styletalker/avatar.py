@@ -47,10 +47,17 @@ class GaussianAvatar(nn.Module):
         hidden: int = 128,
         init_scale: float | None = None,
         init_opacity: float = 0.5,
+        deform_features: torch.Tensor | None = None,
     ):
         super().__init__()
         n = xyz.shape[0]
         self.config = dict(feat_dim=feat_dim, n_expr=n_expr, n_freqs=n_freqs, hidden=hidden, n_points=n)
+        if deform_features is not None:
+            # optional frozen copy of the features that feed MLP_deform (reconstruction stage 2
+            # keeps the pretrained deformation: MLP_deform and its inputs stay as trained on the
+            # mesh while `features` are free to change for colour/attributes)
+            self.config["deform_features"] = True
+            self.register_buffer("deform_features", deform_features.detach().clone().float())
         self.xyz = nn.Parameter(xyz.detach().clone().float())
         if features is None:
             features = 0.1 * torch.randn(n, feat_dim)
@@ -75,13 +82,28 @@ class GaussianAvatar(nn.Module):
     def forward(self, expression: torch.Tensor) -> GaussianState:
         expression = expression.to(self.xyz)
         f = self.features
-        means = self.xyz + self.deform(f, self.xyz, expression)
+        fd = getattr(self, "deform_features", None)
+        if fd is None or fd.shape != f.shape:
+            fd = f
+        means = self.xyz + self.deform(fd, self.xyz, expression)
         d_scale, d_quat, d_op = self.attributes(f, expression)
         scales = torch.exp(self.log_scales + d_scale)
         quats = self.quats + d_quat
         opacities = torch.sigmoid(self.opacity_logits + d_op)
         colors = self.color(f, expression)
+        off = getattr(self, "color_offset", None)
+        if off is not None:  # per-Gaussian colour residual of text edits (logit space)
+            colors = torch.sigmoid(torch.logit(colors.clamp(1e-6, 1 - 1e-6)) + off)
         return GaussianState(means, quats, scales, opacities, colors)
+
+    def enable_color_offset(self) -> nn.Parameter:
+        """Add (once) a per-Gaussian colour residual ``color_offset`` (N,3), zero = no change,
+        applied in logit space after MLP_color. Used by ``styletalker edit`` to change colours
+        locally without touching geometry; saved and loaded with the avatar."""
+        if getattr(self, "color_offset", None) is None:
+            self.color_offset = nn.Parameter(torch.zeros(self.num_points, 3, device=self.xyz.device))
+            self.config["color_offset"] = True
+        return self.color_offset
 
     def render(self, expression, camera, background=None, backend: str = "auto"):
         from .render import render
@@ -122,8 +144,11 @@ class GaussianAvatar(nn.Module):
         cfg = dict(blob["config"])
         sd = blob["state_dict"]
         n = cfg.pop("n_points")
+        fd = torch.zeros(n, cfg["feat_dim"]) if cfg.get("deform_features") else None
         av = cls(torch.zeros(n, 3), sd["landmarks"], feat_dim=cfg["feat_dim"], n_expr=cfg["n_expr"],
-                 n_freqs=cfg["n_freqs"], hidden=cfg["hidden"], init_scale=0.01)
+                 n_freqs=cfg["n_freqs"], hidden=cfg["hidden"], init_scale=0.01, deform_features=fd)
+        if cfg.get("color_offset") or "color_offset" in sd:
+            av.enable_color_offset()
         av.load_state_dict(sd)
         av.extra = blob.get("extra", {})
         return av

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 N_EXPR = 52
@@ -50,6 +51,22 @@ def _expand_expr(expr: torch.Tensor, n: int) -> torch.Tensor:
     return expr.expand(n, -1) if expr.shape[0] == 1 else expr
 
 
+def _mlp_with_expr(net: nn.Sequential, per_point: torch.Tensor, expr: torch.Tensor) -> torch.Tensor:
+    """``net(cat([per_point, expr]))`` without materialising the expanded expression.
+
+    When one expression vector is shared by all points, its share of the first layer
+    (W_e @ beta) is computed once and broadcast: same weights and result, less work.
+    """
+    if expr.dim() == 1:
+        expr = expr.unsqueeze(0)
+    if expr.shape[0] != 1:
+        return net(torch.cat([per_point, _expand_expr(expr, per_point.shape[0])], dim=-1))
+    first = net[0]
+    d = per_point.shape[-1]
+    h = F.linear(per_point, first.weight[:, :d], first.bias) + F.linear(expr, first.weight[:, d:])
+    return net[1:](h)
+
+
 class DeformField(nn.Module):
     """MLP_deform(f, gamma(x), beta) -> displacement (starts at zero)."""
 
@@ -59,8 +76,7 @@ class DeformField(nn.Module):
         self.net = mlp(feat_dim + 3 + 6 * n_freqs + n_expr, 3, hidden, layers, zero_last=True)
 
     def forward(self, feat: torch.Tensor, x: torch.Tensor, expr: torch.Tensor) -> torch.Tensor:
-        e = _expand_expr(expr, x.shape[0])
-        return self.net(torch.cat([feat, posenc(x, self.n_freqs), e], dim=-1))
+        return _mlp_with_expr(self.net, torch.cat([feat, posenc(x, self.n_freqs)], dim=-1), expr)
 
 
 class ColorField(nn.Module):
@@ -71,8 +87,7 @@ class ColorField(nn.Module):
         self.net = mlp(feat_dim + n_expr, out_dim, hidden, layers)
 
     def forward(self, feat: torch.Tensor, expr: torch.Tensor) -> torch.Tensor:
-        e = _expand_expr(expr, feat.shape[0])
-        return torch.sigmoid(self.net(torch.cat([feat, e], dim=-1)))
+        return torch.sigmoid(_mlp_with_expr(self.net, feat, expr))
 
 
 class AttributeField(nn.Module):
@@ -83,6 +98,5 @@ class AttributeField(nn.Module):
         self.net = mlp(feat_dim + n_expr, 8, hidden, layers, zero_last=True)
 
     def forward(self, feat: torch.Tensor, expr: torch.Tensor):
-        e = _expand_expr(expr, feat.shape[0])
-        out = self.net(torch.cat([feat, e], dim=-1))
+        out = _mlp_with_expr(self.net, feat, expr)
         return out[:, :3], out[:, 3:7], out[:, 7]

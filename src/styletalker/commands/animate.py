@@ -1,9 +1,34 @@
-"""styletalker animate (not implemented yet)."""
+"""Drive the (edited) avatar with the expressions and head motion of another person's video
+(docs/animate.md). AVATAR is a work folder (its reconstructed avatar, or --edit NAME) or an avatar
+.pt file. The driver is tracked with the preprocessing face tracker; its head motion relative to
+its mean pose is applied to the avatar's own reference pose."""
+
+from __future__ import annotations
+
+from ._args import positive_float, positive_int
 
 
 def add_arguments(p):
-    pass
+    p.add_argument("avatar", metavar="AVATAR", help="work folder or avatar .pt file")
+    p.add_argument("--driver", required=True, metavar="VIDEO", help="driving video (one visible face)")
+    p.add_argument("-o", "--output", default=None, metavar="OUT.mp4",
+                   help="output video (default WORK/renders/animate_<driver>[_<edit>].mp4)")
+    p.add_argument("--edit", default=None, metavar="NAME", help="use the edited avatar WORK/edits/NAME/")
+    p.add_argument("--start", type=float, default=0.0, metavar="S", help="driver start time in seconds")
+    p.add_argument("--duration", type=positive_float, default=None, metavar="D", help="driver seconds to use")
+    p.add_argument("--max-frames", type=positive_int, default=None, metavar="N", help="use at most N driver frames")
+    p.add_argument("--fps", type=positive_float, default=None, help="subsample the driver to at most F frames/s")
+    p.add_argument("--pose", default="relative", choices=["relative", "rotation", "none"],
+                   help="head motion: relative (rotation+translation, default), rotation only, none (expressions only)")
+    p.add_argument("--side-by-side", action="store_true", help="put the driver's face crop left of the avatar")
+    p.add_argument("--scale", type=positive_float, default=1.0, help="render at SCALE x the avatar's image size")
 
 
 def run(args):
-    raise NotImplementedError("styletalker animate is not implemented yet")
+    from ..animate import run_animate
+
+    res = run_animate(args.avatar, args.driver, args.output, edit=args.edit, start=args.start,
+                      duration=args.duration, max_frames=args.max_frames, fps=args.fps, pose=args.pose,
+                      side_by_side=args.side_by_side, scale=args.scale, show_progress=not args.quiet)
+    print(f"animation: {res['output']} ({res['frames']} frames at {res['fps']:g} fps)")
+    return 0

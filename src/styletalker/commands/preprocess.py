@@ -6,34 +6,18 @@ with the same options."""
 
 from __future__ import annotations
 
-
-def _positive_float(s: str) -> float:
-    import argparse
-
-    v = float(s)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 (got {s})")
-    return v
-
-
-def _positive_int(s: str) -> int:
-    import argparse
-
-    v = int(s)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 (got {s})")
-    return v
+from ._args import positive_float, positive_int
 
 
 def add_arguments(p):
     p.add_argument("video", metavar="VIDEO", help="input video (any format PyAV/ffmpeg reads)")
     p.add_argument("work", metavar="WORK", help="work folder; output goes to WORK/preprocess/")
     p.add_argument("--start", type=float, default=0.0, metavar="S", help="start time in seconds (default 0)")
-    p.add_argument("--duration", type=_positive_float, default=None, metavar="D", help="seconds to use (default: to the end)")
-    p.add_argument("--fps", type=_positive_float, default=None, metavar="F", help="subsample to at most F frames/s (default: all frames)")
-    p.add_argument("--max-frames", type=_positive_int, default=None, metavar="N", help="stop after N decoded frames")
-    p.add_argument("--size", type=_positive_int, default=256, metavar="PX", help="side of the square head crop (default 256)")
-    p.add_argument("--min-frames", type=_positive_int, default=8, metavar="N",
+    p.add_argument("--duration", type=positive_float, default=None, metavar="D", help="seconds to use (default: to the end)")
+    p.add_argument("--fps", type=positive_float, default=None, metavar="F", help="subsample to at most F frames/s (default: all frames)")
+    p.add_argument("--max-frames", type=positive_int, default=None, metavar="N", help="stop after N decoded frames")
+    p.add_argument("--size", type=positive_int, default=256, metavar="PX", help="side of the square head crop (default 256)")
+    p.add_argument("--min-frames", type=positive_int, default=8, metavar="N",
                    help="fail if fewer than N frames with a face are kept (default 8)")
     p.add_argument("--max-lost", type=float, default=0.5, metavar="FRAC",
                    help="fail if the face is lost in more than this fraction of frames (default 0.5)")

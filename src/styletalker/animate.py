@@ -1,0 +1,389 @@
+"""Animation and free-viewpoint rendering of a (possibly edited) avatar (paper Sec. 4.2, Fig. 1/11).
+
+* :func:`run_animate`: track a driver video (``styletalker.preprocess.track_video``), drive the
+  avatar with the driver's 52 expression coefficients and head motion, write an mp4.
+* :func:`render_orbit`: a turntable video around the head; :func:`render_view` one frame.
+
+Head motion is *retargeted*, not copied: the driver's pose of frame t relative to its reference
+pose (the mean rotation / translation over the driver clip) is applied to the avatar's own
+reference pose (the mean pose of its training frames), see :func:`retarget_poses`. So the avatar
+stays framed like its training video whatever the driver's distance, position or camera.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import InputError, MissingStageError
+from .workdir import is_complete, log, progress
+
+POSE_MODES = ("relative", "rotation", "none")
+
+
+# ---------------------------------------------------------------------------------------------
+# which avatar
+
+
+@dataclass
+class AvatarScene:
+    """An avatar plus what is needed to frame it: intrinsics, image size, reference pose."""
+
+    avatar: object
+    K: torch.Tensor  # (3,3)
+    width: int
+    height: int
+    ref_pose: torch.Tensor  # (4,4) world_to_cam of the avatar's reference view
+    neutral_expression: torch.Tensor  # (E,)
+    background: tuple[float, float, float]
+    source: str
+    work: Path | None = None
+    info: dict = field(default_factory=dict)
+
+    def camera(self, world_to_cam: torch.Tensor, scale: float = 1.0):
+        from .render import Camera
+
+        K = self.K.clone()
+        K[:2] *= scale
+        return Camera(K, world_to_cam.float(), int(round(self.width * scale)), int(round(self.height * scale)))
+
+    def render(self, expression, world_to_cam, scale: float = 1.0) -> np.ndarray:
+        bg = torch.tensor(self.background, dtype=torch.float32)
+        with torch.no_grad():
+            out = self.avatar.render(torch.as_tensor(expression, dtype=torch.float32), self.camera(world_to_cam, scale),
+                                     background=bg)
+        return out.image.clamp(0, 1).numpy()
+
+
+def mean_rotation(R: np.ndarray) -> np.ndarray:
+    """Chordal L2 mean of rotations (N,3,3): SVD projection of the average matrix."""
+    M = np.asarray(R, np.float64).mean(axis=0)
+    U, _, Vt = np.linalg.svd(M)
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    return U @ D @ Vt
+
+
+def mean_pose(world_to_cam: np.ndarray) -> np.ndarray:
+    W = np.asarray(world_to_cam, np.float64)
+    out = np.eye(4)
+    out[:3, :3] = mean_rotation(W[:, :3, :3])
+    out[:3, 3] = W[:, :3, 3].mean(axis=0)
+    return out
+
+
+def _find_work_for_avatar(path: Path) -> Path | None:
+    """work/reconstruct/avatar.pt or work/edits/<name>/avatar.pt -> work (if it has preprocess/)."""
+    for up in (path.parent.parent, path.parent.parent.parent):
+        if (up / "preprocess").is_dir():
+            return up
+    return None
+
+
+def resolve_avatar_path(target, edit: str | None = None) -> tuple[Path, Path | None]:
+    """``target`` is a work folder or an avatar .pt file. Returns (avatar_path, work_or_None).
+
+    In a work folder the reconstructed avatar (``reconstruct/avatar.pt``) is used, or the edited
+    one ``edits/<edit>/avatar.pt`` with ``edit``.
+    """
+    target = Path(target)
+    if not target.exists():
+        raise InputError(f"{target}: no such work folder or avatar file")
+    if target.is_file():
+        if edit:
+            raise InputError("--edit NAME needs a work folder, not an avatar file")
+        return target, _find_work_for_avatar(target.resolve())
+    work = target
+    if edit:
+        folder = work / "edits" / edit
+        if not is_complete(folder):
+            have = sorted(p.name for p in (work / "edits").glob("*") if is_complete(p)) if (work / "edits").is_dir() else []
+            hint = f"; finished edits: {', '.join(have)}" if have else ""
+            raise MissingStageError(
+                f"{folder} is missing or incomplete: run `styletalker edit {work} --prompt \"...\" --name {edit}` first{hint}"
+            )
+        return folder / "avatar.pt", work
+    if not is_complete(work / "reconstruct"):
+        raise MissingStageError(f"{work / 'reconstruct'} is missing or incomplete: run `styletalker reconstruct {work}` first.")
+    p = work / "reconstruct" / "avatar.pt"
+    if not p.is_file():
+        raise MissingStageError(f"{p} is missing: run `styletalker reconstruct {work}` first.")
+    return p, work
+
+
+def _background(avatar, work: Path | None) -> tuple[float, float, float]:
+    extra = getattr(avatar, "extra", None) or {}
+    if extra.get("background") is not None:
+        return tuple(float(x) for x in extra["background"])
+    if work is not None:
+        from .edit.data import reconstruct_data_options
+
+        bg = reconstruct_data_options(work).get("background")
+        if bg is not None:
+            return tuple(float(x) for x in bg)
+    return (1.0, 1.0, 1.0)
+
+
+def load_scene(target, edit: str | None = None) -> AvatarScene:
+    """Load the avatar named by ``target``/``edit`` and how to frame it.
+
+    Framing comes from the work folder's preprocessed clip (intrinsics and size of the neutral
+    frame, mean head pose, neutral expression). For a bare avatar file without a work folder it
+    comes from ``avatar.extra`` (edited avatars store it) or a default 30-degree camera 5.6 dm
+    in front of the face.
+    """
+    from .avatar import GaussianAvatar
+
+    path, work = resolve_avatar_path(target, edit)
+    avatar = GaussianAvatar.load(path)
+    avatar.eval()
+    for p in avatar.parameters():
+        p.requires_grad_(False)
+    extra = getattr(avatar, "extra", None) or {}
+    n_expr = int(avatar.config["n_expr"])
+    bg = _background(avatar, work)
+    if work is not None and is_complete(work / "preprocess"):
+        from .preprocess import load_dataset
+
+        ds = load_dataset(work)
+        nf = int(ds.neutral_frame)
+        return AvatarScene(avatar, ds.K[nf].clone(), ds.width, ds.height,
+                           torch.from_numpy(mean_pose(ds.world_to_cam.numpy())).float(),
+                           ds.expression[nf].clone(), bg, str(path), work,
+                           {"expression_names": ds.expression_names})
+    if "camera" in extra:
+        c = extra["camera"]
+        return AvatarScene(avatar, torch.tensor(c["K"], dtype=torch.float32), int(c["width"]), int(c["height"]),
+                           torch.tensor(c["ref_pose"], dtype=torch.float32),
+                           torch.tensor(c.get("neutral_expression", [0.0] * n_expr), dtype=torch.float32), bg, str(path))
+    from .render import Camera
+
+    cam = Camera.from_fov(256, 256, 30.0)
+    pose = torch.eye(4)
+    pose[2, 3] = 5.6
+    return AvatarScene(avatar, cam.K, 256, 256, pose, torch.zeros(n_expr), bg, str(path))
+
+
+def camera_extra(scene_or_data) -> dict:
+    """What :func:`load_scene` needs to frame a bare avatar file (stored in ``avatar.extra``)."""
+    d = scene_or_data
+    return {"camera": {"K": d.K.tolist(), "width": int(d.width), "height": int(d.height),
+                       "ref_pose": d.ref_pose.tolist(), "neutral_expression": d.neutral_expression.tolist()}}
+
+
+# ---------------------------------------------------------------------------------------------
+# poses
+
+
+def retarget_poses(driver_w2c: np.ndarray, avatar_ref: np.ndarray, mode: str = "relative") -> np.ndarray:
+    """Driver head poses (T,4,4) -> avatar head poses (T,4,4).
+
+    ``relative``: R_a(t) = R_d(t) R_d_ref^T R_a_ref and
+    t_a(t) = t_a_ref + (t_d(t) - t_d_ref) * z_a_ref / z_d_ref (equal angular motion seen by the
+    camera); ``rotation``: rotation only; ``none``: the avatar's reference pose in every frame.
+    The driver reference is the mean pose of the driver clip.
+    """
+    if mode not in POSE_MODES:
+        raise InputError(f"unknown --pose {mode!r}; choose from {', '.join(POSE_MODES)}")
+    D = np.asarray(driver_w2c, np.float64)
+    A = np.asarray(avatar_ref, np.float64)
+    T = D.shape[0]
+    out = np.repeat(A[None], T, axis=0)
+    if mode == "none":
+        return out
+    ref = mean_pose(D)
+    R_rel = D[:, :3, :3] @ ref[:3, :3].T
+    out[:, :3, :3] = R_rel @ A[:3, :3]
+    if mode == "relative":
+        s = A[2, 3] / ref[2, 3] if abs(ref[2, 3]) > 1e-6 else 1.0
+        out[:, :3, 3] = A[:3, 3] + (D[:, :3, 3] - ref[:3, 3]) * s
+    return out
+
+
+def orbit_poses(ref_pose: np.ndarray, pivot: np.ndarray, frames: int = 60, degrees: float = 60.0,
+                mode: str = "swing") -> np.ndarray:
+    """Head poses turning about the vertical axis through ``pivot`` (canonical space).
+
+    ``swing``: yaw(k) = degrees/2 * sin(2 pi k / frames) (a seamless back-and-forth loop);
+    ``turn``: yaw goes linearly from -degrees/2 to +degrees/2.
+    """
+    out = []
+    P = np.asarray(ref_pose, np.float64)
+    c = np.asarray(pivot, np.float64)
+    for k in range(frames):
+        if mode == "turn":
+            yaw = -degrees / 2 + degrees * k / max(frames - 1, 1)
+        else:
+            yaw = degrees / 2 * math.sin(2 * math.pi * k / frames)
+        a = math.radians(yaw)
+        Ry = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
+        M = np.eye(4)
+        M[:3, :3] = Ry
+        M[:3, 3] = c - Ry @ c
+        out.append(P @ M)
+    return np.stack(out)
+
+
+def head_pivot(avatar) -> np.ndarray:
+    """Centre of the head: middle of the bounding box of the opaque neutral Gaussians."""
+    with torch.no_grad():
+        g = avatar(torch.zeros(avatar.config["n_expr"]))
+    m = g.means[g.opacities.reshape(-1) > 0.2]
+    if m.shape[0] < 10:
+        m = g.means
+    lo, hi = torch.quantile(m, 0.02, dim=0), torch.quantile(m, 0.98, dim=0)
+    return ((lo + hi) / 2).numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+
+def _fill_timeline(track: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into the tracked frames for every decoded frame of the window (dropped frames, where
+    no face was found, hold the nearest tracked frame). Returns (src_index (T,), is_dropped (T,))."""
+    kept_t = np.asarray(track["time"], np.float64)
+    times = [(float(t), k, False) for k, t in enumerate(kept_t)]
+    for d in track.get("dropped", []) or []:
+        k = int(np.argmin(np.abs(kept_t - float(d["time"]))))
+        times.append((float(d["time"]), k, True))
+    times.sort(key=lambda x: x[0])
+    return np.array([k for _, k, _ in times], np.int64), np.array([d for _, _, d in times], bool)
+
+
+def _fit_height(img: np.ndarray, h: int) -> np.ndarray:
+    import cv2
+
+    if img.shape[0] == h:
+        return img
+    w = max(1, int(round(img.shape[1] * h / img.shape[0])))
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if img.shape[0] > h else cv2.INTER_CUBIC)
+
+
+def run_animate(target, driver, output=None, *, edit: str | None = None, start: float = 0.0,
+                duration: float | None = None, max_frames: int | None = None, fps: float | None = None,
+                pose: str = "relative", side_by_side: bool = False, scale: float = 1.0,
+                show_progress: bool = True) -> dict:
+    """Drive the avatar with ``driver``; write an mp4. Returns a summary dict (path, frames, fps, ...)."""
+    from .preprocess import track_video
+    from .video import write_video
+
+    if pose not in POSE_MODES:
+        raise InputError(f"unknown --pose {pose!r}; choose from {', '.join(POSE_MODES)}")
+    if scale <= 0:
+        raise InputError("--scale must be positive")
+    scene = load_scene(target, edit)
+    driver = Path(driver)
+    if output is None:
+        base = scene.work if scene.work is not None else Path(scene.source).parent
+        output = base / "renders" / f"animate_{driver.stem}{'_' + edit if edit else ''}.mp4"
+    output = Path(output)
+    if output.suffix.lower() != ".mp4":
+        raise InputError(f"{output}: the output must be an .mp4 file")
+    track = track_video(driver, start=start, duration=duration, fps=fps, max_frames=max_frames,
+                        size=max(128, int(round(scene.height * scale))), progress=show_progress,
+                        return_frames=side_by_side)
+    names = track.get("expression_names")
+    want = scene.info.get("expression_names")
+    expr = np.asarray(track["expression"], np.float32)
+    if names and want and list(names) != list(want):
+        idx = {n: k for k, n in enumerate(names)}
+        expr = np.stack([expr[:, idx[n]] if n in idx else np.zeros(len(expr), np.float32) for n in want], 1)
+    n_expr = int(scene.avatar.config["n_expr"])
+    if expr.shape[1] != n_expr:
+        raise InputError(f"driver has {expr.shape[1]} expression coefficients, the avatar expects {n_expr}")
+    poses = retarget_poses(track["world_to_cam"], scene.ref_pose.numpy(), pose)
+    src, dropped = _fill_timeline(track)
+    out_fps = float(track.get("fps") or fps or 25.0)
+
+    def frames():
+        bar = progress(total=len(src), desc="animate", unit="fr", **({} if show_progress else {"disable": True}))
+        try:
+            for k in src:
+                img = scene.render(expr[k], torch.from_numpy(poses[k]).float(), scale)
+                if side_by_side:
+                    drv = track["frames"][k].astype(np.float32) / 255.0
+                    img = np.concatenate([_fit_height(drv, img.shape[0]), img], axis=1)
+                bar.update(1)
+                yield img
+        finally:
+            bar.close()
+
+    n = write_video(output, frames(), out_fps)
+    if show_progress:
+        log(f"wrote {output} ({n} frames at {out_fps:g} fps, avatar {scene.source}, driver {driver.name}"
+            f"{f', {int(dropped.sum())} frames without a face held' if dropped.any() else ''})")
+    jaw = names.index("jawOpen") if names and "jawOpen" in names else None
+    return {"output": str(output), "frames": int(n), "fps": out_fps, "avatar": scene.source,
+            "tracked_frames": int(len(track["expression"])), "held_frames": int(dropped.sum()),
+            "jaw_open": expr[src, jaw].tolist() if jaw is not None else None,
+            "poses": poses[src], "expression": expr[src]}
+
+
+def render_orbit(target, output=None, *, edit: str | None = None, frames: int = 60, degrees: float = 60.0,
+                 fps: float = 25.0, mode: str = "swing", scale: float = 1.0, show_progress: bool = True) -> dict:
+    from .video import write_video
+
+    if frames < 2:
+        raise InputError("--frames must be at least 2")
+    if not 0 < degrees <= 360:
+        raise InputError("--degrees must be in (0, 360]")
+    if scale <= 0:
+        raise InputError("--scale must be positive")
+    scene = load_scene(target, edit)
+    if output is None:
+        base = scene.work if scene.work is not None else Path(scene.source).parent
+        output = base / "renders" / f"orbit{'_' + edit if edit else ''}.mp4"
+    output = Path(output)
+    if output.suffix.lower() != ".mp4":
+        raise InputError(f"{output}: the orbit output must be an .mp4 file")
+    poses = orbit_poses(scene.ref_pose.numpy(), head_pivot(scene.avatar), frames, degrees, mode)
+
+    def gen():
+        for P in progress(poses, desc="orbit", unit="fr", **({} if show_progress else {"disable": True})):
+            yield scene.render(scene.neutral_expression, torch.from_numpy(P).float(), scale)
+
+    n = write_video(output, gen(), fps)
+    if show_progress:
+        log(f"wrote {output} ({n} frames, {degrees:g} degrees, avatar {scene.source})")
+    return {"output": str(output), "frames": n, "poses": poses}
+
+
+def render_view(target, output, *, edit: str | None = None, frame: int | None = None, yaw: float = 0.0,
+                scale: float = 1.0) -> dict:
+    """Render one image: the pose + expression of preprocessed frame ``frame`` (default: the
+    reference pose with the neutral expression), optionally turned by ``yaw`` degrees."""
+    from .edit.loop import _write_png
+
+    scene = load_scene(target, edit)
+    output = Path(output)
+    if output.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise InputError(f"{output}: the image output must be .png or .jpg")
+    pose, expr = scene.ref_pose, scene.neutral_expression
+    if frame is not None:
+        if scene.work is None:
+            raise InputError("--frame needs a work folder (the avatar file alone has no video frames)")
+        from .preprocess import load_dataset
+
+        ds = load_dataset(scene.work)
+        if not 0 <= frame < len(ds):
+            raise InputError(f"--frame {frame} is out of range: the clip has {len(ds)} frames (0..{len(ds) - 1})")
+        pose, expr = ds.world_to_cam[frame], ds.expression[frame]
+        scene.K = ds.K[frame].clone()
+    if yaw:
+        P = orbit_poses(pose.numpy(), head_pivot(scene.avatar), 2, 2 * abs(yaw), "turn")
+        pose = torch.from_numpy(P[1] if yaw > 0 else P[0]).float()
+    img = scene.render(expr, pose, scale)
+    if output.suffix.lower() == ".png":
+        _write_png(output, img)
+    else:
+        import cv2
+
+        from .workdir import atomic_write_bytes
+
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)[..., ::-1]))
+        atomic_write_bytes(output, buf.tobytes())
+    return {"output": str(output), "image": img}

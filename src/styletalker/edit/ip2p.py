@@ -1,0 +1,167 @@
+"""Instruct-Pix2Pix editor (diffusers), loaded only from a local folder — never downloaded.
+
+Follows the Instruct-NeRF2NeRF / Instruct-GS2GS recipe the paper builds on: the current *render*
+is encoded to latents and noised to a level set by the edit strength ``b``; the UNet denoises it
+while being conditioned on the *original training image* (image latents concatenated to the input,
+Instruct-Pix2Pix style) and on the text instruction, with 3-way classifier-free guidance::
+
+    eps = eps(z, -, -) + s_text * (eps(z, img, text) - eps(z, img, -)) + s_img * (eps(z, img, -) - eps(z, -, -))
+
+Mapping of ``b``: ``s = clip(b, 0.02, 0.98)``; the denoising starts at the scheduler timestep
+closest to ``s * num_train_timesteps`` (noise level, like IN2N's random t in [0.02, 0.98]) and runs
+the remaining steps of a ``steps``-step DDIM schedule. So small b keeps the render, large b
+re-generates it from the original image and the text.
+
+``model_path`` is a folder written by ``StableDiffusionInstructPix2PixPipeline.save_pretrained``
+(e.g. a local copy of timbrooks/instruct-pix2pix). A missing or invalid folder raises
+:class:`~styletalker.errors.MissingModelError`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MissingModelError, StyleTalkerError
+from .editors import Editor, as_float_image
+from .regions import FaceInfo
+
+
+class InstructPix2PixEditor(Editor):
+    name = "ip2p"
+
+    def __init__(self, model_path: str | os.PathLike | None, *, steps: int = 20, guidance_scale: float = 7.5,
+                 image_guidance_scale: float = 1.5, size: int | None = 512, device: str | None = None,
+                 dtype=None):
+        if not model_path:
+            raise MissingModelError(
+                "--editor ip2p needs --editor-model PATH: a local Instruct-Pix2Pix diffusers folder "
+                "(model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/). StyleTalker never "
+                "downloads models; copy e.g. timbrooks/instruct-pix2pix there, or use --editor builtin."
+            )
+        path = Path(model_path)
+        if not path.is_dir():
+            raise MissingModelError(f"{path}: Instruct-Pix2Pix model folder not found (--editor-model)")
+        if not (path / "model_index.json").is_file():
+            raise MissingModelError(
+                f"{path}: not a diffusers pipeline folder (no model_index.json); expected the output of "
+                "StableDiffusionInstructPix2PixPipeline.save_pretrained"
+            )
+        try:
+            import torch
+            from diffusers import DDIMScheduler, StableDiffusionInstructPix2PixPipeline
+        except ImportError as e:  # pragma: no cover - extra not installed
+            raise StyleTalkerError(
+                f"--editor ip2p needs the diffusion extra: pip install 'styletalker[diffusion]' ({e})"
+            ) from None
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = dtype or (torch.float16 if self.device == "cuda" else torch.float32)
+        try:  # no download progress bars: everything is local
+            from diffusers.utils import logging as diffusers_logging
+
+            diffusers_logging.disable_progress_bar()
+            import transformers
+
+            transformers.utils.logging.disable_progress_bar()
+        except Exception:  # pragma: no cover - cosmetic only
+            pass
+        try:
+            pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(
+                str(path), local_files_only=True, safety_checker=None, requires_safety_checker=False,
+                dtype=self.dtype,
+            )
+        except Exception as e:
+            raise MissingModelError(f"{path}: could not load an Instruct-Pix2Pix pipeline ({type(e).__name__}: {e})") from None
+        pipe = pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        self.pipe = pipe
+        self.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        self.model_path = str(path)
+        self.steps = int(steps)
+        self.guidance_scale = float(guidance_scale)
+        self.image_guidance_scale = float(image_guidance_scale)
+        self.size = size
+        self._text_cache: dict[str, object] = {}
+
+    def describe(self) -> dict:
+        return {"editor": self.name, "model": self.model_path, "steps": self.steps,
+                "guidance_scale": self.guidance_scale, "image_guidance_scale": self.image_guidance_scale,
+                "size": self.size}
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _text_embeddings(self, prompt: str):
+        import torch
+
+        if prompt not in self._text_cache:
+            tok, enc = self.pipe.tokenizer, self.pipe.text_encoder
+
+            def embed(texts):
+                ids = tok(texts, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                          return_tensors="pt").input_ids.to(self.device)
+                with torch.no_grad():
+                    return enc(ids)[0]
+
+            cond, uncond = embed([prompt]), embed([""])
+            self._text_cache[prompt] = torch.cat([cond, uncond, uncond]).to(self.dtype)
+        return self._text_cache[prompt]
+
+    def _work_size(self, h: int, w: int) -> tuple[int, int]:
+        f = 8 if self.size else 1
+        vae_f = 2 ** (len(self.pipe.vae.config.block_out_channels) - 1)
+        f = max(f, vae_f)
+        if self.size:
+            s = self.size / max(h, w)
+            h, w = h * s, w * s
+        return max(f, int(round(h / f)) * f), max(f, int(round(w / f)) * f)
+
+    def _to_tensor(self, img: np.ndarray, hw: tuple[int, int]):
+        import torch
+        import torch.nn.functional as F
+
+        t = torch.from_numpy(img).permute(2, 0, 1)[None].to(self.device, torch.float32)
+        if tuple(t.shape[-2:]) != hw:
+            t = F.interpolate(t, size=hw, mode="bilinear", align_corners=False, antialias=True)
+        return (t * 2 - 1).to(self.dtype)
+
+    # -- the edit ----------------------------------------------------------------------------
+    def edit(self, render, original, prompt, b, face: FaceInfo | None = None, seed=None) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
+        self.check_prompt(prompt)
+        rnd = as_float_image(render)
+        org = as_float_image(original)
+        H, W = org.shape[:2]
+        hw = self._work_size(H, W)
+        vae, unet = self.pipe.vae, self.pipe.unet
+        sf = float(getattr(vae.config, "scaling_factor", 0.18215))
+        gen = torch.Generator(device="cpu").manual_seed(int(seed) if seed is not None else 0)
+        s = float(np.clip(b, 0.02, 0.98))
+        with torch.no_grad():
+            x = self._to_tensor(rnd, hw)
+            latents = vae.encode(x).latent_dist.sample(generator=gen) * sf
+            cond = vae.encode(self._to_tensor(org, hw)).latent_dist.mode()
+            image_latents = torch.cat([cond, cond, torch.zeros_like(cond)])
+            text = self._text_embeddings(prompt)
+
+            sch = self.scheduler
+            sch.set_timesteps(self.steps, device=self.device)
+            target_t = s * sch.config.num_train_timesteps
+            start = int(torch.argmin((sch.timesteps.float() - target_t).abs()))
+            timesteps = sch.timesteps[start:]
+            noise = torch.randn(latents.shape, generator=gen, dtype=torch.float32).to(self.device, self.dtype)
+            latents = sch.add_noise(latents, noise, timesteps[:1])
+            for t in timesteps:
+                inp = torch.cat([latents] * 3)
+                inp = torch.cat([sch.scale_model_input(inp, t), image_latents], dim=1)
+                eps = unet(inp, t, encoder_hidden_states=text).sample
+                e_text, e_img, e_unc = eps.chunk(3)
+                eps = e_unc + self.guidance_scale * (e_text - e_img) + self.image_guidance_scale * (e_img - e_unc)
+                latents = sch.step(eps, t, latents).prev_sample
+            img = vae.decode(latents / sf).sample
+            img = ((img.float() + 1) / 2).clamp(0, 1)
+            if tuple(img.shape[-2:]) != (H, W):
+                img = F.interpolate(img, size=(H, W), mode="bilinear", align_corners=False, antialias=True)
+        return img[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)

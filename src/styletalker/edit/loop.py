@@ -1,0 +1,434 @@
+"""The landmark-driven edit loop (paper Sec. 3.3, Eq. 7/8, Appendix A) with IN2N-style dataset updates.
+
+Per iteration ``it`` (0-based):
+
+1. pick a training view ``i`` at random (seeded);
+2. if view ``i`` has no edited image yet, or ``it % update_every == 0`` (iterative dataset update),
+   render the current avatar at view ``i`` (its pose + expression), draw a fresh edit strength
+   ``b ~ N(b_mean, b_std)`` (or ``b_fixed``) and replace the view's edited image by
+   ``editor.edit(render, original, prompt, b, face)``; the edited image and its ``b`` are kept
+   (``dataset/%06d.png``, ``dataset/strengths.json``);
+3. render RGB and the landmark weight map in one pass; loss = Eq. 8 with that view's ``b``
+   (L1 weighted by ``w`` if ``b >= boundary``, by ``1 - w`` otherwise, plain L1 with
+   ``weighting="none"``, always ``w`` with ``weighting="w"`` = paper ablation E4), over valid pixels;
+4. Adam step on the trainable parts (colour MLP by default; see ``train``). ``MLP_deform``, the
+   Gaussian positions and the per-Gaussian features (inputs of ``MLP_deform``) stay frozen so the
+   edited avatar animates exactly like the reconstruction.
+
+Per-Gaussian ``w = 2 sigmoid(-alpha d)`` uses ``d`` = distance of the neutral-expression Gaussian
+centre to the nearest 3D landmark (``GaussianAvatar.landmark_distance()``), computed once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import InputError, MissingStageError
+from ..workdir import atomic_path, atomic_write_json, is_complete, log, mark_complete, progress, read_json
+from .weighting import (DEFAULT_ALPHA, DEFAULT_B_MEAN, DEFAULT_B_STD, DEFAULT_BOUNDARY, edit_loss,
+                        landmark_weight, render_with_weight, sample_b)
+
+WEIGHTINGS = ("eq8", "none", "w")
+TRAINABLE = ("color", "color+mlp", "color+attr", "all-appearance")
+
+
+@dataclass
+class EditOptions:
+    prompt: str
+    editor: str = "builtin"
+    editor_model: str | None = None
+    iters: int = 300
+    alpha: float = DEFAULT_ALPHA
+    b_boundary: float = DEFAULT_BOUNDARY
+    b_mean: float = DEFAULT_B_MEAN
+    b_std: float = DEFAULT_B_STD
+    b_fixed: float | None = None
+    weighting: str = "eq8"  # "eq8" (paper), "none" (--no-landmark-weight), "w" (always w, ablation E4)
+    update_every: int | None = None  # None: 1 for the builtin editor, 10 for ip2p
+    lr: float = 0.02  # per-Gaussian colour residual (logit space)
+    lr_mlp: float = 2e-3  # MLPs / opacity / scale when trained (see ``train``)
+    train: str = "color"
+    seed: int = 0
+    checkpoint_every: int = 50
+    # Instruct-Pix2Pix only (docs/edit.md): working size, DDIM steps, text / image guidance
+    ip2p_size: int = 512
+    ip2p_steps: int = 20
+    guidance_scale: float = 7.5
+    image_guidance_scale: float = 1.5
+
+    def editor_kwargs(self) -> dict:
+        if self.editor != "ip2p":
+            return {}
+        return {"size": self.ip2p_size, "steps": self.ip2p_steps, "guidance_scale": self.guidance_scale,
+                "image_guidance_scale": self.image_guidance_scale}
+
+    def resolved_update_every(self) -> int:
+        if self.update_every is not None:
+            return max(1, int(self.update_every))
+        return 1 if self.editor == "builtin" else 10
+
+    def validate(self) -> None:
+        if self.iters < 1:
+            raise InputError("--iters must be at least 1")
+        if self.alpha <= 0:
+            raise InputError("--alpha must be positive")
+        if self.b_std < 0:
+            raise InputError("--b-std must be >= 0")
+        if self.weighting not in WEIGHTINGS:
+            raise InputError(f"unknown weighting {self.weighting!r}; choose from {', '.join(WEIGHTINGS)}")
+        if self.train not in TRAINABLE:
+            raise InputError(f"unknown --train {self.train!r}; choose from {', '.join(TRAINABLE)}")
+        if self.update_every is not None and self.update_every < 1:
+            raise InputError("--update-every must be at least 1")
+        if self.lr <= 0:
+            raise InputError("--lr must be positive")
+        if self.ip2p_size < 8 or self.ip2p_steps < 1:
+            raise InputError("--ip2p-size must be >= 8 and --ip2p-steps >= 1")
+
+
+def slugify(prompt: str, max_len: int = 40) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")
+    return (s[:max_len].rstrip("-") or "edit")
+
+
+def trainable_parameters(avatar, train: str = "color", lr: float = 0.02, lr_mlp: float = 2e-3) -> list[dict]:
+    """Freeze everything, then unfreeze the appearance parts named by ``train``; Adam param groups.
+
+    * ``color``: the per-Gaussian colour residual (``GaussianAvatar.enable_color_offset``) only;
+    * ``color+mlp``: plus MLP_color;  ``color+attr``: plus MLP_attr;
+    * ``all-appearance``: plus per-Gaussian opacity and scale.
+    MLP_deform, positions and features are never trained (animation stays as reconstructed).
+    """
+    for p in avatar.parameters():
+        p.requires_grad_(False)
+    groups = [{"params": [avatar.enable_color_offset()], "lr": lr, "base_lr": lr}]
+    mlp: list = []
+    if train in ("color+mlp", "color+attr", "all-appearance"):
+        mlp += list(avatar.color.parameters())
+    if train in ("color+attr", "all-appearance"):
+        mlp += list(avatar.attributes.parameters())
+    if mlp:
+        groups.append({"params": mlp, "lr": lr_mlp, "base_lr": lr_mlp})
+    if train == "all-appearance":
+        groups.append({"params": [avatar.opacity_logits, avatar.log_scales], "lr": lr_mlp, "base_lr": lr_mlp})
+    for g in groups:
+        for p in g["params"]:
+            p.requires_grad_(True)
+    return groups
+
+
+def _to_u8(img: np.ndarray) -> np.ndarray:
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _write_png(path: Path, img: np.ndarray) -> None:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(_to_u8(img)[..., ::-1]))
+    if not ok:  # pragma: no cover
+        raise OSError(f"could not encode {path}")
+    from ..workdir import atomic_write_bytes
+
+    atomic_write_bytes(path, buf.tobytes())
+
+
+def _read_png(path: Path) -> np.ndarray:
+    import cv2
+
+    a = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if a is None:
+        raise OSError(f"cannot read {path}")
+    return a[..., ::-1].astype(np.float32) / 255.0
+
+
+@dataclass
+class EditState:
+    """Everything needed to resume: iteration, RNG states, edited images and their b."""
+
+    iteration: int = 0
+    edited: dict = field(default_factory=dict)  # view -> (H,W,3) float32 (8-bit quantised)
+    strengths: dict = field(default_factory=dict)  # view -> b
+    history: list = field(default_factory=list)  # per-iteration (it, view, b, loss)
+    n_edits: int = 0
+
+
+def edit_avatar(avatar, data, editor, opts: EditOptions, out_dir: Path | None = None, *,
+                show_progress: bool = True, state: EditState | None = None, optimizer_state=None,
+                rng_state=None, on_checkpoint=None):
+    """Run the edit loop in place on ``avatar`` over :class:`EditData` ``data``.
+
+    With ``out_dir``, edited images go to ``out_dir/dataset`` and ``on_checkpoint(avatar, opt,
+    rng, state)`` is called every ``opts.checkpoint_every`` iterations. Returns the final
+    :class:`EditState`.
+    """
+    opts.validate()
+    editor.check_prompt(opts.prompt)
+    opt = torch.optim.Adam(trainable_parameters(avatar, opts.train, opts.lr, opts.lr_mlp))
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
+    rng = np.random.default_rng(opts.seed)
+    if rng_state is not None:
+        rng.bit_generator.state = rng_state
+    state = state or EditState()
+    with torch.no_grad():
+        w_g = landmark_weight(avatar.landmark_distance(), opts.alpha)
+    bg = tuple(float(x) for x in data.background)
+    bg_t = torch.tensor(bg)
+    train = [int(i) for i in data.train_idx.tolist()]
+    if not train:
+        raise InputError("the dataset has no training views to edit")
+    every = opts.resolved_update_every()
+    geo_cache: dict = {}
+    ds_dir = out_dir / "dataset" if out_dir is not None else None
+    bar = progress(total=opts.iters, initial=state.iteration, desc=f"edit '{opts.prompt}'", unit="it",
+                   **({} if show_progress else {"disable": True}))
+    try:
+        while state.iteration < opts.iters:
+            it = state.iteration
+            i = train[int(rng.integers(len(train)))]
+            if i not in state.edited or it % every == 0:
+                b = sample_b(rng, opts.b_mean, opts.b_std, opts.b_fixed)
+                seed = int(rng.integers(2**31 - 1))
+                cur = None
+                if getattr(editor, "needs_render", True):
+                    with torch.no_grad():
+                        cur = avatar.render(data.expression[i], data.camera(i), background=bg_t).image.numpy()
+                ed = editor.edit(cur, data.original(i), opts.prompt, b, data.face(i), seed=seed)
+                ed = _to_u8(ed).astype(np.float32) / 255.0  # what is stored is what is trained on
+                state.edited[i], state.strengths[i] = ed, float(b)
+                state.n_edits += 1
+                if ds_dir is not None:
+                    _write_png(ds_dir / f"{data.frame_id(i):06d}.png", ed)
+            ed_t = torch.from_numpy(state.edited[i])
+            b = state.strengths[i]
+            g = _gaussians(avatar, data.expression[i], i, opts.train, geo_cache)
+            rgb, wmap, _ = render_with_weight(g, w_g, data.camera(i), bg)
+            v = data.valid[i]
+            rgb = rgb * v + bg_t * (1 - v)
+            if opts.weighting == "w":
+                loss = edit_loss(rgb, ed_t, wmap, 1.0, 0.5, True)
+            else:
+                loss = edit_loss(rgb, ed_t, wmap, b, opts.b_boundary, opts.weighting == "eq8")
+            for grp in opt.param_groups:
+                grp["lr"] = lr_at(it, opts.iters, grp["base_lr"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            state.history.append((it, i, round(float(b), 4), round(float(loss.detach()), 6)))
+            state.iteration += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", b=f"{b:+.2f}")
+            if on_checkpoint is not None and (state.iteration % opts.checkpoint_every == 0
+                                              or state.iteration == opts.iters):
+                on_checkpoint(avatar, opt, rng, state)
+    finally:
+        bar.close()
+    for p in avatar.parameters():
+        p.requires_grad_(False)
+    return state
+
+
+def lr_at(it: int, iters: int, lr: float, final: float = 0.05) -> float:
+    """Cosine decay from ``lr`` to ``final * lr``: the end of the run averages over many random
+    strengths b instead of following the last few edits."""
+    t = min(max(it / max(iters - 1, 1), 0.0), 1.0)
+    return lr * (final + (1 - final) * 0.5 * (1 + np.cos(np.pi * t)))
+
+
+def _gaussians(avatar, expr, view: int, train: str, cache: dict):
+    """The avatar's Gaussians for one view. With ``train="color"`` only the per-Gaussian colour
+    residual is optimised, so geometry and MLP colours of each view are computed once and cached;
+    the residual is applied exactly as in ``GaussianAvatar.forward``."""
+    from ..avatar import GaussianState
+
+    if train != "color":
+        return avatar(expr)
+    if view not in cache:
+        with torch.no_grad():
+            g = avatar(expr)
+            base = avatar.color(avatar.features, expr.to(avatar.xyz))
+        cache[view] = (g, torch.logit(base.clamp(1e-6, 1 - 1e-6)))
+    g, logit = cache[view]
+    return GaussianState(g.means, g.quats, g.scales, g.opacities, torch.sigmoid(logit + avatar.color_offset))
+
+
+# ---------------------------------------------------------------------------------------------
+# work-folder stage: work/edits/<name>/
+
+
+def _file_id(p: Path) -> dict:
+    st = p.stat()
+    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def resolve_reconstructed_avatar(work: Path) -> Path:
+    from ..workdir import require_stage
+
+    rec = require_stage(work, "reconstruct", f"styletalker reconstruct {work}")
+    p = rec / "avatar.pt"
+    if not p.is_file():
+        raise MissingStageError(f"{p} is missing: run `styletalker reconstruct {work}` first.")
+    return p
+
+
+def run_edit(work, prompt: str, *, name: str | None = None, force: bool = False, progress_bars: bool = True,
+             evaluate: bool = True, detector=None, **options) -> Path:
+    """Edit the reconstructed avatar of ``work``; write ``work/edits/<name>/``; return that folder.
+
+    A complete edit is a no-op unless ``force``; an interrupted one resumes from
+    ``checkpoint.pt`` when the options are unchanged (otherwise it restarts).
+    """
+    from ..avatar import GaussianAvatar
+    from .data import load_edit_data
+    from .editors import get_editor
+
+    work = Path(work)
+    if not work.is_dir():
+        raise InputError(f"{work}: work folder not found")
+    opts = EditOptions(prompt=prompt, **options)
+    opts.validate()
+    name = name or slugify(prompt)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise InputError(f"--name {name!r}: use letters, digits, '-', '_' and '.' only")
+    out = work / "edits" / name
+    if is_complete(out) and not force:
+        log(f"{out} is already complete; nothing to do (use --force to redo it)")
+        return out
+    if opts.editor == "builtin":
+        from .builtin import parse_prompt
+
+        parse_prompt(prompt)  # fail fast on prompts outside the vocabulary
+    src_path = resolve_reconstructed_avatar(work)
+    editor = get_editor(opts.editor, model_path=opts.editor_model, **opts.editor_kwargs())
+    editor.check_prompt(prompt)
+
+    config = {"format_version": 1, "prompt": prompt, "name": name, "options": asdict(opts),
+              "update_every": opts.resolved_update_every(), "editor": editor.describe(),
+              "source_avatar": _file_id(src_path)}
+    config_key = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    config["key"] = config_key
+    if out.exists():
+        old = None
+        try:
+            old = read_json(out / "config.json").get("key")
+        except (OSError, ValueError, AttributeError):
+            pass
+        if force or old != config_key:
+            if old is not None and old != config_key and not force:
+                log(f"{out}: options changed since the interrupted run; starting over")
+            shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", config)
+
+    avatar0 = GaussianAvatar.load(src_path)
+    data = load_edit_data(work, avatar0)
+    avatar = GaussianAvatar.load(src_path)
+    state, opt_state, rng_state = EditState(), None, None
+    ck = out / "checkpoint.pt"
+    if ck.is_file():
+        try:
+            blob = torch.load(ck, map_location="cpu", weights_only=False)
+            if "color_offset" in blob["model"]:
+                avatar.enable_color_offset()
+            avatar.load_state_dict(blob["model"])
+            state = EditState(iteration=int(blob["iteration"]), strengths={int(k): float(v) for k, v in blob["strengths"].items()},
+                              history=list(blob["history"]), n_edits=int(blob["n_edits"]))
+            for i in state.strengths:
+                state.edited[i] = _read_png(out / "dataset" / f"{data.frame_id(i):06d}.png")
+            opt_state, rng_state = blob["optimizer"], blob["rng"]
+            torch.set_rng_state(blob["torch_rng"])
+            log(f"resuming {out} at iteration {state.iteration}/{opts.iters}")
+        except Exception as e:  # unreadable/partial checkpoint: start over
+            log(f"{ck}: cannot resume ({type(e).__name__}: {e}); starting over")
+            avatar = GaussianAvatar.load(src_path)
+            state, opt_state, rng_state = EditState(), None, None
+            shutil.rmtree(out / "dataset", ignore_errors=True)
+
+    def save_checkpoint(av, opt, rng, st: EditState):
+        atomic_write_json(out / "dataset" / "strengths.json",
+                          {str(data.frame_id(i)): b for i, b in sorted(st.strengths.items())})
+        blob = {"iteration": st.iteration, "model": av.state_dict(), "optimizer": opt.state_dict(),
+                "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "strengths": {int(k): float(v) for k, v in st.strengths.items()},
+                "history": st.history, "n_edits": st.n_edits}
+        with atomic_path(ck) as tmp:
+            torch.save(blob, tmp)
+
+    t0 = time.time()
+    if state.iteration < opts.iters:
+        state = edit_avatar(avatar, data, editor, opts, out, show_progress=progress_bars, state=state,
+                            optimizer_state=opt_state, rng_state=rng_state, on_checkpoint=save_checkpoint)
+    train_s = time.time() - t0
+
+    extra = dict(getattr(avatar0, "extra", {}) or {})
+    extra.update(edit={"prompt": prompt, "name": name, "editor": opts.editor}, background=list(data.background))
+    avatar.save(out / "avatar.pt", **extra)
+    write_previews(avatar0, avatar, data, out, state)
+    metrics = {"prompt": prompt, "editor": opts.editor, "weighting": opts.weighting, "iters": opts.iters,
+               "alpha": opts.alpha, "b_boundary": opts.b_boundary, "b_fixed": opts.b_fixed,
+               "b_mean": opts.b_mean, "b_std": opts.b_std, "edits_made": state.n_edits,
+               "train_seconds": round(train_s, 2),
+               "b_stats": _b_stats([h[2] for h in state.history], opts.b_boundary)}
+    if evaluate:
+        ev = evaluate_views(avatar0, avatar, data, detector)
+        metrics["heldout"] = ev["summary"]
+        metrics["heldout_per_view"] = ev["per_view"]
+        metrics["heldout_views"] = [int(v) for v in data.test_idx.tolist()]
+    atomic_write_json(out / "metrics.json", metrics)
+    mark_complete(out, prompt=prompt, iters=opts.iters, seconds=round(time.time() - t0, 2))
+    if progress_bars and evaluate:
+        s = metrics["heldout"]
+        log(f"edit '{prompt}' -> {out}/avatar.pt  (held-out change inside face {s['inside_face']:.3f}, "
+            f"outside {s['outside_face']:.3f}, landmark shift {s['landmark_px']:.2f}px)")
+    return out
+
+
+def _b_stats(bs: list[float], boundary: float) -> dict:
+    if not bs:
+        return {}
+    a = np.asarray(bs, np.float64)
+    return {"mean": float(a.mean()), "std": float(a.std()), "frac_ge_boundary": float((a >= boundary).mean())}
+
+
+def evaluate_views(avatar0, avatar, data, detector=None) -> dict:
+    from .metrics import evaluate_edit
+
+    views = data.test_idx.tolist() or data.train_idx.tolist()[:4]
+    scale = max(1.0, 256.0 / max(data.width, data.height))
+    return evaluate_edit(avatar0, avatar, data, views, detector=detector, scale=scale)
+
+
+def write_previews(avatar0, avatar, data, out: Path, state: EditState, n: int = 4) -> None:
+    """Preview images in ``out/previews/``:
+
+    * ``heldout.png``: rows = held-out views; columns = original frame, unedited render, edited render
+    * ``training.png``: rows = training views; columns = original, edited training image (last
+      dataset update, its b in ``dataset/strengths.json``), edited render
+    * ``view_XXXXXX.png``: the edited render of each held-out view
+    """
+    bg = torch.tensor(data.background)
+
+    def rend(av, i):
+        with torch.no_grad():
+            return av.render(data.expression[i], data.camera(i), background=bg).image.numpy()
+
+    rows = []
+    for i in (data.test_idx.tolist() or data.train_idx.tolist())[:n]:
+        r1 = rend(avatar, i)
+        rows.append(np.concatenate([data.original(i), rend(avatar0, i), r1], axis=1))
+        _write_png(out / "previews" / f"view_{data.frame_id(i):06d}.png", r1)
+    if rows:
+        _write_png(out / "previews" / "heldout.png", np.concatenate(rows, axis=0))
+    rows = [np.concatenate([data.original(i), state.edited[i], rend(avatar, i)], axis=1)
+            for i in sorted(state.edited)[:n]]
+    if rows:
+        _write_png(out / "previews" / "training.png", np.concatenate(rows, axis=0))

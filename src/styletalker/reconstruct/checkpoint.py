@@ -1,0 +1,124 @@
+"""Resumable training loops: periodic checkpoints, Ctrl-C saves, RNG state restored on resume."""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..workdir import atomic_path, log, progress
+
+
+def save_state(path: Path, **state) -> None:
+    state = dict(state)
+    state["rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    state["saved_at"] = time.time()
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_state(path: Path) -> dict | None:
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        st = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a torn/corrupt checkpoint: start the stage again
+        log(f"warning: ignoring unreadable checkpoint {path} ({e})")
+        return None
+    rng = st.get("rng")
+    if rng:
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+    return st
+
+
+class _SigintFlag:
+    """Turn Ctrl-C into a flag checked between iterations (so a checkpoint is consistent)."""
+
+    def __init__(self):
+        self.flag = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.getsignal(signal.SIGINT)
+
+            def handler(signum, frame):
+                if self.flag:  # second Ctrl-C: stop immediately
+                    raise KeyboardInterrupt
+                self.flag = True
+
+            signal.signal(signal.SIGINT, handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+class deterministic:
+    """Deterministic torch kernels inside the block (restored afterwards), so that a resumed run
+    follows bit for bit the path of an uninterrupted one. Some CPU scatter/index kernels are
+    otherwise order-dependent across threads."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+
+    def __enter__(self):
+        self.prev = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+        if self.enabled:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        return self
+
+    def __exit__(self, *exc):
+        torch.use_deterministic_algorithms(self.prev[0], warn_only=self.prev[1])
+        return False
+
+
+def train_loop(
+    name: str,
+    n_iters: int,
+    start: int,
+    step: Callable[[int], dict],
+    save: Callable[[int], None],
+    *,
+    ckpt_every: int = 200,
+    show_progress: bool = True,
+    hook: Callable[[str, int], bool] | None = None,
+    deterministic_kernels: bool = True,
+) -> int:
+    """Run ``step(it)`` for it in [start, n_iters); ``save(done)`` every ``ckpt_every`` iterations,
+    on Ctrl-C (then KeyboardInterrupt is re-raised) and at the end.
+
+    ``hook(name, it)`` is called before every iteration; returning True simulates Ctrl-C (tests).
+    """
+    done = start
+    kw = {} if show_progress else {"disable": True}
+    bar = progress(total=n_iters, initial=start, desc=name, leave=False, **kw)
+    try:
+        with _SigintFlag() as sig, deterministic(deterministic_kernels):
+            for it in range(start, n_iters):
+                if sig.flag or (hook is not None and hook(name, it)):
+                    save(done)
+                    log(f"{name}: interrupted at iteration {done}/{n_iters}; checkpoint saved, run again to resume")
+                    raise KeyboardInterrupt
+                info = step(it)
+                done = it + 1
+                bar.update(1)
+                if info:
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in info.items()}, refresh=False)
+                if ckpt_every and done % ckpt_every == 0 and done < n_iters:
+                    save(done)
+        save(done)
+    finally:
+        bar.close()
+    return done

@@ -1,0 +1,186 @@
+"""Reconstruction options and presets.
+
+Presets (``--preset``):
+
+* ``test``: tiny (seconds) -- for the test suite and smoke runs, not for quality;
+* ``cpu``: sized to finish on the sample video in under 20 minutes on 2 CPU cores;
+* ``full``: GPU scale, the paper's iteration counts (10k mesh / 2k Gaussian iterations),
+  paper learning rate 1e-4 for the MLPs;
+* ``auto`` (CLI default): ``full`` when CUDA is available, else ``cpu``.
+
+Every option can be overridden (``make_config(preset, **{"mesh.train.iters": 500})`` or the CLI flags).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+
+from ..errors import InputError
+from .gauss_stage import GaussTrainConfig
+from .mesh_stage import MeshTrainConfig
+
+
+@dataclass
+class DataOptions:
+    size: int | None = None  # resample frames to size x size (None: as preprocessed)
+    max_frames: int | None = None  # evenly spaced subset of the clip (None: all)
+    holdout_every: int = 10  # every 10th frame is held out for evaluation
+    cut_margin: float = 0.05  # dm below the chin where the head region ends
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+
+@dataclass
+class ModelOptions:
+    feat_dim: int = 32
+    n_freqs: int = 4
+    hidden: int = 64
+
+
+@dataclass
+class MeshOptions:
+    enabled: bool = True  # False = ablation "w/o mesh-enhanced deformation field" (D1)
+    res: int = 32
+    extent: float = 1.45  # half size of the tet grid, in sphere radii, centred on the sphere
+    radius: float | None = None  # initial sphere radius (dm); None: from the landmarks (~1.2)
+    smooth: float = 1.0
+    offset_scale: float = 0.25
+    train: MeshTrainConfig = field(default_factory=MeshTrainConfig)
+
+
+@dataclass
+class PriorOptions:
+    backend: str = "symmetric"  # symmetric | svd | none
+    model: str | None = None  # local folder of the svd pipeline
+    views: int = 6
+    span_deg: float = 120.0
+    steps: int = 25  # svd: denoising steps
+    orbit_deg: float = 360.0  # svd: yaw covered by the generated frames
+
+
+@dataclass
+class GaussOptions:
+    points: int = 20000  # target number of Gaussians (mesh vertices + surface samples)
+    init_opacity: float = 0.8
+    retrain_deform: bool = False  # ablation D2: MLP_deform from scratch in stage 2
+    train: GaussTrainConfig = field(default_factory=GaussTrainConfig)
+
+
+@dataclass
+class ReconstructConfig:
+    preset: str = "cpu"
+    device: str = "cpu"
+    seed: int = 0
+    ckpt_every: int = 100
+    data: DataOptions = field(default_factory=DataOptions)
+    model: ModelOptions = field(default_factory=ModelOptions)
+    mesh: MeshOptions = field(default_factory=MeshOptions)
+    prior: PriorOptions = field(default_factory=PriorOptions)
+    gauss: GaussOptions = field(default_factory=GaussOptions)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, dict] = {
+    "test": {
+        "ckpt_every": 10,
+        "model.hidden": 32,
+        "mesh.res": 16,
+        "mesh.train.iters": 40,
+        "mesh.train.batch": 1,
+        "gauss.points": 3000,
+        "gauss.train.iters": 40,
+    },
+    "cpu": {
+        "mesh.res": 32,
+        "mesh.train.iters": 1000,
+        "mesh.train.batch": 2,
+        "gauss.points": 20000,
+        "gauss.train.iters": 4500,
+    },
+    "full": {
+        "ckpt_every": 500,
+        "model.hidden": 128,
+        "mesh.res": 64,
+        "mesh.train.iters": 10000,
+        "mesh.train.batch": 4,
+        "mesh.train.lr_mlp": 1e-4,
+        "gauss.points": 60000,
+        "gauss.train.iters": 2000,
+        "gauss.train.batch": 4,
+        "gauss.train.lr_mlp": 1e-4,
+    },
+}
+
+
+def _set(obj, dotted: str, value) -> None:
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        if not hasattr(obj, p):
+            raise InputError(f"unknown reconstruct option {dotted!r}")
+        obj = getattr(obj, p)
+    name = parts[-1]
+    if not dataclasses.is_dataclass(obj) or name not in {f.name for f in dataclasses.fields(obj)}:
+        raise InputError(f"unknown reconstruct option {dotted!r}")
+    setattr(obj, name, value)
+
+
+def make_config(preset: str = "cpu", device: str = "auto", **overrides) -> ReconstructConfig:
+    """Config for ``preset`` with dotted-key overrides (``None`` values are ignored)."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"unknown device {device!r}; choose cpu, cuda or auto")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda requested but CUDA is not available")
+    if preset == "auto":
+        preset = "full" if device == "cuda" else "cpu"
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)} or auto")
+    cfg = ReconstructConfig(preset=preset, device=device)
+    for k, v in PRESETS[preset].items():
+        _set(cfg, k, v)
+    for k, v in overrides.items():
+        if v is not None:
+            _set(cfg, k, v)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: ReconstructConfig) -> None:
+    from .prior import PRIORS
+
+    if cfg.prior.backend not in PRIORS:
+        raise InputError(f"unknown prior backend {cfg.prior.backend!r}; choose from {', '.join(PRIORS)}")
+    if cfg.mesh.train.iters < 1 and cfg.mesh.enabled:
+        raise InputError("--mesh-iters must be >= 1")
+    if cfg.gauss.train.iters < 1:
+        raise InputError("--gauss-iters must be >= 1")
+    if cfg.data.size is not None and not 32 <= cfg.data.size <= 2048:
+        raise InputError("--size must be between 32 and 2048")
+    if cfg.mesh.res < 4:
+        raise InputError("mesh resolution must be >= 4")
+    if cfg.prior.views < 1 and cfg.prior.backend != "none":
+        raise InputError("prior views must be >= 1")
+    cfg.data.background = tuple(float(b) for b in cfg.data.background)
+
+
+def comparable(d: dict) -> dict:
+    """The parts of a stored config that must match to resume (device may change)."""
+    d = dict(d)
+    d.pop("device", None)
+    return d
+
+
+def diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += diff(va, vb, f"{prefix}{k}.")
+        elif (list(va) if isinstance(va, tuple) else va) != (list(vb) if isinstance(vb, tuple) else vb):
+            out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
+    return out

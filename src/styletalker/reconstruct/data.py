@@ -1,0 +1,172 @@
+"""Training data for reconstruction: the preprocessed clip as tensors, the head region, splits.
+
+Head region (used for training *and* for PSNR/SSIM)
+--------------------------------------------------
+The person mask from preprocessing contains neck, shoulders and torso, but the avatar is a head.
+We cut it with a plane fixed to the head: in canonical head space (y points down) the plane
+``y = y_cut`` lies ``cut_margin`` decimetres below the lowest chin landmark (MediaPipe id 152)
+over all frames. For every frame the plane is posed with the head and intersected with the
+fronto-parallel plane through the chin, which gives a line in the image; pixels below it
+(and pixels that fall outside the source video, i.e. crop padding) are *invalid*.
+
+* ``valid`` (N,H,W,1): pixels that take part in losses and metrics.
+* ``head`` (N,H,W,1): person mask AND valid -> the silhouette target.
+* ``target`` (N,H,W,3): the frame composited over the constant ``background`` with ``head``.
+  Renders are composited over the same background, and outside ``valid`` both are set to
+  the background, so images can be compared directly (PSNR/SSIM over the whole frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+
+CHIN = 152
+FOREHEAD = 10
+
+
+@dataclass
+class ReconData:
+    images: torch.Tensor  # (N,H,W,3)
+    masks: torch.Tensor  # (N,H,W,1) person mask
+    valid: torch.Tensor  # (N,H,W,1)
+    head: torch.Tensor  # (N,H,W,1)
+    target: torch.Tensor  # (N,H,W,3)
+    K: torch.Tensor  # (N,3,3)
+    world_to_cam: torch.Tensor  # (N,4,4)
+    expression: torch.Tensor  # (N,E)
+    landmarks3d: torch.Tensor  # (N,L,3)
+    neutral_index: int
+    train_idx: torch.Tensor  # (Nt,) long
+    test_idx: torch.Tensor  # (Ne,) long
+    background: tuple[float, float, float]
+    y_cut: float
+    width: int
+    height: int
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.K.shape[0])
+
+    @property
+    def neutral_landmarks(self) -> torch.Tensor:
+        return self.landmarks3d[self.neutral_index]
+
+    def camera(self, i: int):
+        from ..render import Camera
+
+        return Camera(self.K[i], self.world_to_cam[i], self.width, self.height)
+
+    def composite(self, rgb: torch.Tensor, i: int) -> torch.Tensor:
+        """Set pixels outside the valid region of frame i to the background (for metrics)."""
+        bg = torch.tensor(self.background, dtype=rgb.dtype, device=rgb.device)
+        v = self.valid[i].to(rgb.device)
+        return rgb * v + bg * (1 - v)
+
+
+def split_indices(n: int, neutral: int, every: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Held-out frames: every ``every``-th frame (offset every//2), never the neutral frame."""
+    idx = torch.arange(n)
+    if every <= 0 or n < 4:
+        test = torch.zeros(n, dtype=torch.bool)
+    else:
+        test = (idx % every) == (every // 2)
+        test[neutral] = False
+    if test.all() or not test.any() and every > 0 and n >= 4:
+        test = torch.zeros(n, dtype=torch.bool)
+        test[(neutral + max(1, n // 2)) % n] = True
+    return idx[~test], idx[test]
+
+
+def cut_plane_valid(K, world_to_cam, y_cut: float, width: int, height: int, z_ref: float = 0.0) -> torch.Tensor:
+    """(N,H,W,1) pixels above the posed plane y = y_cut (canonical space), see module doc.
+
+    The plane is intersected with the fronto-parallel plane through canonical (0, y_cut, z_ref).
+    """
+    R = world_to_cam[:, :3, :3]
+    t = world_to_cam[:, :3, 3]
+    n_cam = R[:, :, 1]  # plane normal (canonical +y, "down") in camera coordinates
+    # a point on the plane: canonical (0, y_cut, z_ref) -> camera
+    p0 = R[:, :, 1] * y_cut + R[:, :, 2] * z_ref + t
+    zc = p0[:, 2]
+    ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+    fx, fy, cx, cy = K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2]
+    X = (xs[None] - cx[:, None, None]) / fx[:, None, None] * zc[:, None, None]
+    Y = (ys[None] - cy[:, None, None]) / fy[:, None, None] * zc[:, None, None]
+    Z = zc[:, None, None].expand_as(X)
+    P = torch.stack([X, Y, Z], -1)  # (N,H,W,3)
+    s = ((P - p0[:, None, None, :]) * n_cam[:, None, None, :]).sum(-1)
+    return (s < 0).float().unsqueeze(-1)
+
+
+def _inframe(crop_box, src_w, src_h, size_w, size_h) -> torch.Tensor:
+    out = []
+    for b in crop_box.tolist():
+        x0, y0, x1, y1 = b
+        sx = (x1 - x0) / size_w
+        sy = (y1 - y0) / size_h
+        cxs = x0 + (torch.arange(size_w) + 0.5) * sx
+        cys = y0 + (torch.arange(size_h) + 0.5) * sy
+        vx = (cxs >= 0) & (cxs < src_w)
+        vy = (cys >= 0) & (cys < src_h)
+        out.append((vy[:, None] & vx[None, :]).float())
+    return torch.stack(out).unsqueeze(-1)
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    # (N,H,W,C) -> (N,h,w,C), area filter
+    y = F.interpolate(x.permute(0, 3, 1, 2), size=size, mode="area")
+    return y.permute(0, 2, 3, 1).contiguous()
+
+
+def from_dataset(ds, *, size: int | None = None, holdout_every: int = 10, cut_margin: float = 0.05,
+                 background=(1.0, 1.0, 1.0), max_frames: int | None = None) -> ReconData:
+    """Build :class:`ReconData` from ``styletalker.preprocess.load_dataset(work)``.
+
+    ``size`` resamples the images (area filter) and scales the intrinsics; ``max_frames`` keeps an
+    evenly spaced subset (always including the neutral frame).
+    """
+    n = len(ds)
+    if n < 2:
+        raise InputError(f"{getattr(ds, 'root', 'dataset')}: need at least 2 frames to reconstruct, found {n}")
+    keep = torch.arange(n)
+    neutral = int(ds.neutral_frame)
+    if max_frames and n > max_frames:
+        keep = torch.linspace(0, n - 1, max_frames).round().long().unique()
+        if neutral not in keep.tolist():
+            keep[torch.argmin((keep - neutral).abs())] = neutral
+        keep = keep.unique()
+    neutral_index = int((keep == neutral).nonzero()[0, 0])
+    images = ds.images[keep].float()
+    masks = ds.masks[keep].float()
+    K = ds.K[keep].clone().float()
+    w2c = ds.world_to_cam[keep].float()
+    expr = ds.expression[keep].float()
+    lmk = ds.landmarks3d[keep].float()
+    H, W = int(images.shape[1]), int(images.shape[2])
+    src = (getattr(ds, "manifest", {}) or {}).get("source", {})
+    if "width" in src and "height" in src and hasattr(ds, "crop_box"):
+        inframe = _inframe(ds.crop_box[keep], src["width"], src["height"], W, H)
+    else:
+        inframe = torch.ones(len(keep), H, W, 1)
+    if size and (size != W or size != H):
+        sx, sy = size / W, size / H
+        images = _resize(images, (size, size))
+        masks = (_resize(masks, (size, size)) > 0.5).float()
+        inframe = (_resize(inframe, (size, size)) > 0.999).float()
+        K[:, 0] *= sx
+        K[:, 1] *= sy
+        W = H = size
+    y_cut = float(lmk[:, CHIN, 1].max()) + cut_margin
+    z_chin = float(lmk[:, CHIN, 2].median())
+    valid = cut_plane_valid(K, w2c, y_cut, W, H, z_chin) * inframe
+    head = masks * valid
+    bg = torch.tensor(background, dtype=torch.float32)
+    target = images * head + bg * (1 - head)
+    train_idx, test_idx = split_indices(len(keep), neutral_index, holdout_every)
+    return ReconData(images, masks, valid, head, target, K, w2c, expr, lmk, neutral_index, train_idx, test_idx,
+                     tuple(float(b) for b in background), y_cut, W, H, extra={"source_frames": keep})

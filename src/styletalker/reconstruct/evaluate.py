@@ -1,0 +1,118 @@
+"""Held-out evaluation: PSNR / SSIM of renders against frames never used for training.
+
+Both images are compared on the constant background: the target is the frame's head region
+(person mask cut at the chin plane, see :mod:`.data`) over the background; the render is the
+avatar composited over the same background with pixels outside the valid region set to it.
+``psnr``/``ssim`` are over the whole image (the usual head-avatar protocol); ``psnr_head`` only
+over the pixels of the head mask.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..metrics import psnr, ssim
+from .data import ReconData
+
+
+@torch.no_grad()
+def render_avatar_frame(avatar, data: ReconData, i: int) -> torch.Tensor:
+    from ..render import Camera
+
+    dev = avatar.xyz.device
+    cam = Camera(data.K[i].to(dev), data.world_to_cam[i].to(dev), data.width, data.height)
+    out = avatar.render(data.expression[i].to(dev), cam, background=data.background)
+    return data.composite(out.image.detach().float().cpu().clamp(0, 1), i)
+
+
+@torch.no_grad()
+def render_mesh_frame(model, data: ReconData, i: int, mesh=None) -> torch.Tensor:
+    from .raster import rasterize
+
+    mesh = mesh if mesh is not None else model.extract()
+    e = data.expression[i]
+    r = rasterize(model.deformed(mesh, e), mesh.faces, model.colors(mesh, e), data.K[i], data.world_to_cam[i],
+                  data.width, data.height, background=data.background)
+    return data.composite(r.image.detach().float().cpu().clamp(0, 1), i)
+
+
+def score(renders: dict[int, torch.Tensor], data: ReconData) -> dict:
+    per = []
+    for i, img in renders.items():
+        ref = data.target[i]
+        per.append({"frame": int(i), "psnr": psnr(img, ref), "ssim": ssim(img, ref),
+                    "psnr_head": psnr(img, ref, mask=data.head[i]) if float(data.head[i].sum()) > 0 else None})
+    if not per:
+        return {"frames": [], "psnr": None, "ssim": None, "psnr_head": None, "per_frame": []}
+    heads = [p["psnr_head"] for p in per if p["psnr_head"] is not None]
+    return {
+        "frames": [p["frame"] for p in per],
+        "psnr": float(np.mean([p["psnr"] for p in per])),
+        "ssim": float(np.mean([p["ssim"] for p in per])),
+        "psnr_head": float(np.mean(heads)) if heads else None,
+        "per_frame": per,
+    }
+
+
+def evaluate_avatar(avatar, data: ReconData, indices=None) -> tuple[dict, dict]:
+    idx = data.test_idx if indices is None else indices
+    renders = {int(i): render_avatar_frame(avatar, data, int(i)) for i in idx}
+    return score(renders, data), renders
+
+
+def evaluate_mesh(model, data: ReconData, indices=None) -> tuple[dict, dict]:
+    idx = data.test_idx if indices is None else indices
+    with torch.no_grad():
+        mesh = model.extract()
+    renders = {int(i): render_mesh_frame(model, data, int(i), mesh) for i in idx}
+    return score(renders, data), renders
+
+
+def save_side_by_side(folder: Path, data: ReconData, renders: dict, limit: int = 4, prefix: str = "heldout") -> list[Path]:
+    """PNG per held-out frame: [target | render | |difference| x4]."""
+    import io
+
+    from PIL import Image
+
+    from ..workdir import atomic_write_bytes
+
+    out = []
+    folder = Path(folder)
+    for i in list(renders)[:limit]:
+        img = renders[i]
+        ref = data.target[i]
+        diff = ((img - ref).abs() * 4).clamp(0, 1)
+        row = torch.cat([ref, img, diff], 1)
+        buf = io.BytesIO()
+        Image.fromarray((row.numpy() * 255).round().astype(np.uint8)).save(buf, format="PNG")
+        p = folder / f"{prefix}_{int(i):04d}.png"
+        atomic_write_bytes(p, buf.getvalue())
+        out.append(p)
+    return out
+
+
+def recompute_metrics(work, write: bool = True) -> dict:
+    """Re-evaluate ``work/reconstruct/avatar.pt`` on the held-out frames (same data options as the
+    reconstruction); merges the numbers into ``reconstruct/metrics.json`` when ``write``."""
+    from ..avatar import GaussianAvatar
+    from ..preprocess import load_dataset
+    from ..workdir import atomic_write_json, read_json, require_stage
+    from .data import from_dataset
+
+    work = Path(work)
+    rec = require_stage(work, "reconstruct", f"styletalker reconstruct {work}")
+    av = GaussianAvatar.load(rec / "avatar.pt")
+    cfg = read_json(rec / "config.json")["config"]["data"]
+    data = from_dataset(load_dataset(work), size=cfg["size"], holdout_every=cfg["holdout_every"],
+                        cut_margin=cfg["cut_margin"], background=tuple(cfg["background"]), max_frames=cfg["max_frames"])
+    m, _ = evaluate_avatar(av, data)
+    old = read_json(rec / "metrics.json") if (rec / "metrics.json").is_file() else {}
+    new = dict(old)
+    new.update({"psnr": m["psnr"], "ssim": m["ssim"], "psnr_head": m["psnr_head"], "heldout_frames": m["frames"],
+                "per_frame": m["per_frame"]})
+    if write:
+        atomic_write_json(rec / "metrics.json", new)
+    return new

@@ -1,0 +1,205 @@
+"""Stage 2 (paper Sec. 3.2, "diffusion-guided color pre-training"): the 3D Gaussian head.
+
+Initialisation (paper): Gaussians at the vertices of the stage-1 mesh, with the per-vertex DMTet
+features ``f`` (interpolated from the grid by marching tetrahedra); optionally more points
+sampled on the mesh faces (features interpolated barycentrically) to reach a target count.
+MLP_color and MLP_attributes start from scratch; MLP_deform is copied from stage 1 and kept
+(frozen, together with a frozen copy of the features that feed it, ``deform_features``), so the
+learned expression deformation is preserved while colours/attributes/features train.
+
+Ablations (paper Table 5): ``init="sphere"`` (D1: Gaussians on the initial unit sphere, random
+features, MLP_deform from scratch and trained) and ``retrain_deform`` (D2: mesh initialisation but
+MLP_deform re-initialised and trained). When MLP_deform trains, the landmark term L_def of Eq. 4 is
+used with landmark features taken from the nearest Gaussians.
+
+Training data: the training frames plus the multi-view prior views (neutral expression); each
+iteration draws a prior view with probability ``prior_prob``. Loss per image (Eq. 4 terms that
+apply): 0.1 L1 + 0.1 (1 - IoU) + w_dssim (1 - SSIM), all inside the valid head region.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..avatar import GaussianAvatar
+from ..metrics import ssim_torch
+from ..models import DeformField
+from .data import ReconData, cut_plane_valid
+from .mesh_stage import masked_l1, soft_iou_loss
+
+
+@dataclass
+class GaussTrainConfig:
+    iters: int = 1500
+    batch: int = 1
+    lr_xyz: float = 2e-4
+    lr_features: float = 5e-3
+    lr_scales: float = 5e-3
+    lr_quats: float = 1e-3
+    lr_opacity: float = 2e-2
+    lr_mlp: float = 1e-3
+    lr_deform: float = 1e-3
+    train_deform: bool = False
+    prior_prob: float = 0.25
+    w_rgb: float = 0.1
+    w_sil: float = 0.1
+    w_dssim: float = 0.025
+    w_def: float = 1.0
+    max_scale: float = 0.1  # dm; larger Gaussians are penalised
+
+
+def _fibonacci_sphere(n: int) -> torch.Tensor:
+    """n nearly evenly spread unit vectors."""
+    k = torch.arange(n, dtype=torch.float64) + 0.5
+    y = 1 - 2 * k / n
+    r = torch.sqrt((1 - y * y).clamp_min(0))
+    theta = math.pi * (3 - 5**0.5) * k
+    return torch.stack([torch.cos(theta) * r, y, torch.sin(theta) * r], -1).float()
+
+
+def sample_surface(verts: torch.Tensor, faces: torch.Tensor, feats: torch.Tensor, n: int, gen: torch.Generator):
+    """n points sampled uniformly on the mesh surface with barycentrically interpolated features."""
+    v = verts[faces]
+    area = torch.linalg.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]).norm(dim=-1)
+    fi = torch.multinomial(area / area.sum(), n, replacement=True, generator=gen)
+    r1 = torch.rand(n, generator=gen).sqrt()
+    r2 = torch.rand(n, generator=gen)
+    b = torch.stack([1 - r1, r1 * (1 - r2), r1 * r2], -1)
+    pts = (b[..., None] * v[fi]).sum(1)
+    f = (b[..., None] * feats[faces[fi]]).sum(1)
+    return pts, f
+
+
+def init_from_mesh(mesh_model, n_points: int | None, hidden: int, seed: int = 0, retrain_deform: bool = False,
+                   init_opacity: float = 0.8) -> GaussianAvatar:
+    with torch.no_grad():
+        m = mesh_model.extract()
+        verts, feats, faces = m.verts.detach(), m.attrs.detach(), m.faces
+        if n_points and n_points > verts.shape[0]:
+            g = torch.Generator().manual_seed(seed)
+            p, f = sample_surface(verts, faces, feats, n_points - verts.shape[0], g)
+            verts, feats = torch.cat([verts, p]), torch.cat([feats, f])
+    cfg = mesh_model.config
+    torch.manual_seed(seed)
+    nn_d = _nn_distance(verts)
+    av = GaussianAvatar(verts, mesh_model.landmarks.detach(), features=feats, feat_dim=cfg["feat_dim"],
+                        n_expr=cfg["n_expr"], n_freqs=cfg["n_freqs"], hidden=hidden, init_scale=nn_d,
+                        init_opacity=init_opacity, deform_features=None if retrain_deform else feats)
+    if not retrain_deform:
+        if cfg["hidden"] != hidden:
+            av.deform = DeformField(cfg["feat_dim"], cfg["n_expr"], cfg["n_freqs"], cfg["hidden"])
+            av.config["deform_hidden"] = cfg["hidden"]
+        av.deform.load_state_dict(mesh_model.deform.state_dict())
+    return av
+
+
+def init_from_sphere(center, radius: float, landmarks: torch.Tensor, n_points: int, feat_dim: int, n_expr: int,
+                     n_freqs: int, hidden: int, seed: int = 0, init_opacity: float = 0.8) -> GaussianAvatar:
+    torch.manual_seed(seed)
+    pts = _fibonacci_sphere(n_points) * radius + torch.as_tensor(center, dtype=torch.float32)
+    return GaussianAvatar(pts, landmarks, features=0.01 * torch.randn(n_points, feat_dim), feat_dim=feat_dim,
+                          n_expr=n_expr, n_freqs=n_freqs, hidden=hidden, init_scale=_nn_distance(pts),
+                          init_opacity=init_opacity)
+
+
+def _nn_distance(x: torch.Tensor, sample: int = 4096) -> float:
+    idx = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[:sample]
+    d = torch.cdist(x[idx], x)
+    d[torch.arange(len(idx)), idx] = float("inf")
+    return float(d.min(dim=1).values.mean().clamp_min(1e-4))
+
+
+def make_optimizer(av: GaussianAvatar, cfg: GaussTrainConfig) -> torch.optim.Adam:
+    groups = [
+        {"params": [av.xyz], "lr": cfg.lr_xyz, "name": "xyz"},
+        {"params": [av.features], "lr": cfg.lr_features, "name": "features"},
+        {"params": [av.log_scales], "lr": cfg.lr_scales, "name": "scales"},
+        {"params": [av.quats], "lr": cfg.lr_quats, "name": "quats"},
+        {"params": [av.opacity_logits], "lr": cfg.lr_opacity, "name": "opacity"},
+        {"params": list(av.color.parameters()) + list(av.attributes.parameters()), "lr": cfg.lr_mlp, "name": "mlp"},
+    ]
+    for p in av.deform.parameters():
+        p.requires_grad_(cfg.train_deform)
+    if cfg.train_deform:
+        groups.append({"params": list(av.deform.parameters()), "lr": cfg.lr_deform, "name": "deform"})
+    return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+
+
+@dataclass
+class Sample:
+    target: torch.Tensor
+    head: torch.Tensor
+    valid: torch.Tensor
+    K: torch.Tensor
+    world_to_cam: torch.Tensor
+    expression: torch.Tensor
+    landmarks: torch.Tensor | None  # tracked 3D landmarks (video frames only)
+
+
+class SampleSource:
+    """Training frames and prior views as one sampling pool."""
+
+    def __init__(self, data: ReconData, views=None, prior_prob: float = 0.25):
+        self.data = data
+        self.views = views if views is not None and len(views) > 0 else None
+        self.prior_prob = prior_prob if self.views is not None else 0.0
+        if self.views is not None:
+            v = self.views
+            dev = data.images.device
+            bg = torch.tensor(data.background)
+            valid = cut_plane_valid(v.K.cpu(), v.world_to_cam.cpu(), data.y_cut, data.width, data.height,
+                                    float(data.landmarks3d[:, 152, 2].median()))
+            m = v.masks.cpu() * valid
+            self.prior_valid = valid.to(dev)
+            self.prior_target = (v.images.cpu() * m + bg * (1 - m)).to(dev)
+            self.prior_head = m.to(dev)
+            self.prior_K, self.prior_w2c = v.K.to(dev), v.world_to_cam.to(dev)
+            self.prior_expr = v.expression.to(dev)
+
+    def draw(self, gen: torch.Generator) -> Sample:
+        d = self.data
+        if self.views is not None and float(torch.rand((), generator=gen)) < self.prior_prob:
+            k = int(torch.randint(len(self.views), (), generator=gen))
+            return Sample(self.prior_target[k], self.prior_head[k], self.prior_valid[k], self.prior_K[k],
+                          self.prior_w2c[k], self.prior_expr, None)
+        i = int(d.train_idx[int(torch.randint(len(d.train_idx), (), generator=gen))])
+        return Sample(d.target[i], d.head[i], d.valid[i], d.K[i], d.world_to_cam[i], d.expression[i], d.landmarks3d[i])
+
+
+def landmark_features(av: GaussianAvatar, k: int = 4) -> torch.Tensor:
+    with torch.no_grad():
+        d, idx = torch.cdist(av.landmarks, av.xyz).topk(k, largest=False)
+        w = 1.0 / d.clamp_min(1e-4)
+        w = w / w.sum(1, keepdim=True)
+    return (w[..., None] * av.features[idx]).sum(1)
+
+
+def gauss_losses(av: GaussianAvatar, samples: list[Sample], data: ReconData, cfg: GaussTrainConfig) -> dict:
+    from ..render import Camera, render
+
+    bg = torch.tensor(data.background, dtype=torch.float32, device=av.xyz.device)
+    l_rgb = l_sil = l_ssim = l_def = 0.0
+    n_def = 0
+    for s in samples:
+        cam = Camera(s.K, s.world_to_cam, data.width, data.height)
+        g = av(s.expression)
+        out = render(g.means, g.quats, g.scales, g.opacities, g.colors, cam, bg)
+        l_rgb = l_rgb + masked_l1(out.image, s.target, s.valid)
+        l_sil = l_sil + soft_iou_loss(out.alpha, s.head, s.valid)
+        if cfg.w_dssim > 0:
+            img = out.image * s.valid + bg * (1 - s.valid)
+            l_ssim = l_ssim + (1 - ssim_torch(img, s.target))
+        if cfg.train_deform and s.landmarks is not None:
+            P = av.landmarks + av.deform(landmark_features(av), av.landmarks, s.expression)
+            l_def = l_def + (P - s.landmarks).norm(dim=-1).mean()
+            n_def += 1
+    n = len(samples)
+    l_rgb, l_sil, l_ssim = l_rgb / n, l_sil / n, l_ssim / n
+    if n_def:
+        l_def = l_def / n_def
+    big = torch.relu(av.log_scales - math.log(cfg.max_scale)).mean()
+    total = cfg.w_rgb * l_rgb + cfg.w_sil * l_sil + cfg.w_dssim * l_ssim + cfg.w_def * l_def + 0.1 * big
+    return {"total": total, "rgb": l_rgb, "sil": l_sil, "dssim": l_ssim, "def": l_def}

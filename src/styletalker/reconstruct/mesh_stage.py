@@ -1,0 +1,146 @@
+"""Stage 1 training loop: DMTet head fitted to the video (paper Eq. 4 / 5).
+
+    L = 0.1 L_RGB + 1 L_def + 0.1 L_sil + 0.01 L_lmk   (+ regularisers below)
+
+* L_RGB: mean absolute error between the rendered mesh (composited on the background) and the
+  target frame inside the valid head region (see :mod:`.data`).
+* L_def: mean Euclidean distance between the predicted expression-conditioned landmarks and the
+  tracked per-frame 3D landmarks (decimetres).
+* L_sil: 1 - soft IoU between the rendered coverage and the head mask.
+* L_lmk: mean |SDF| at the (learnable) neutral landmarks, which keeps them on the surface.
+
+Additions (docs/reconstruct.md): |MLP_deform|^2 at the neutral expression (``w_offset``) and at
+the frame's expression (``w_offset_frame``, as Gaussian-Head-Avatar), MLP_deform frozen for the
+first ``deform_warmup`` of the iterations; optional (off) Laplacian and SDF-sign regularisers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .data import ReconData
+from .dmtet import DMTetHead
+from .raster import rasterize
+
+
+@dataclass
+class MeshTrainConfig:
+    iters: int = 1000
+    batch: int = 2
+    lr_sdf: float = 2e-3
+    lr_offsets: float = 1e-2
+    lr_features: float = 1e-2
+    lr_mlp: float = 1e-3
+    lr_landmarks: float = 1e-4
+    w_rgb: float = 0.1
+    w_def: float = 1.0
+    w_sil: float = 0.1
+    w_lmk: float = 0.01
+    w_sdf_reg: float = 0.0
+    w_offset: float = 1.0  # |MLP_deform|^2 at the neutral frame's expression (canonical shape = SDF)
+    w_offset_frame: float = 0.01  # |MLP_deform|^2 at the frame's expression (as Gaussian-Head-Avatar)
+    w_lap: float = 0.0  # Laplacian smoothing (GHA uses it; it fights the SDF under Adam, off by default)
+    deform_warmup: float = 0.3  # fraction of iterations with MLP_deform frozen (geometry first)
+    sigma: float = 0.5
+
+
+def soft_iou_loss(alpha: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    a = alpha * valid
+    m = mask * valid
+    inter = (a * m).sum()
+    union = (a + m - a * m).sum().clamp_min(1e-6)
+    return 1 - inter / union
+
+
+def masked_l1(img: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    return ((img - target).abs() * valid).sum() / (valid.sum() * img.shape[-1]).clamp_min(1.0)
+
+
+def make_optimizer(model: DMTetHead, cfg: MeshTrainConfig) -> torch.optim.Adam:
+    groups = [
+        {"params": [model.sdf], "lr": cfg.lr_sdf, "name": "sdf"},
+        {"params": [model.offsets], "lr": cfg.lr_offsets, "name": "offsets"},
+        {"params": [model.features], "lr": cfg.lr_features, "name": "features"},
+        {"params": list(model.deform.parameters()) + list(model.color.parameters()), "lr": cfg.lr_mlp, "name": "mlp"},
+        {"params": [model.landmarks], "lr": cfg.lr_landmarks, "name": "landmarks"},
+    ]
+    return torch.optim.Adam(groups, betas=(0.9, 0.99))
+
+
+def mesh_losses(model: DMTetHead, data: ReconData, frames, cfg: MeshTrainConfig, views=None) -> dict:
+    """Loss terms averaged over ``frames`` (indices into ``data``).
+
+    ``views`` optionally adds extra supervised images: a list of (image, mask, K, world_to_cam,
+    expression) tuples (used for prior views; not used by the paper's stage 1).
+    """
+    mesh = model.extract()
+    if mesh.faces.shape[0] == 0:
+        raise RuntimeError("DMTet surface vanished (no faces); lower the SDF learning rate")
+    sdf, _, feat = mesh.grid
+    bg = data.background
+    l_rgb = l_sil = l_def = l_off = l_lap = 0.0
+    for i in frames:
+        i = int(i)
+        e = data.expression[i]
+        D = model.deform(mesh.attrs, mesh.verts, e)
+        v = mesh.verts + D
+        c = model.colors(mesh, e)
+        r = rasterize(v, mesh.faces, c, data.K[i], data.world_to_cam[i], data.width, data.height, background=bg, sigma=cfg.sigma)
+        valid = data.valid[i]
+        l_rgb = l_rgb + masked_l1(r.image, data.target[i], valid)
+        l_sil = l_sil + soft_iou_loss(r.alpha, data.head[i], valid)
+        P = model.predict_landmarks(e, feat)
+        l_def = l_def + (P - data.landmarks3d[i]).norm(dim=-1).mean()
+        l_off = l_off + cfg.w_offset_frame * (D**2).sum(-1).mean()
+        if cfg.w_lap > 0:
+            l_lap = l_lap + laplacian_loss(v, mesh.faces)
+    n = max(len(frames), 1)
+    l_rgb, l_sil, l_def, l_off, l_lap = l_rgb / n, l_sil / n, l_def / n, l_off / n, l_lap / n
+    if cfg.w_offset > 0 and any(p.requires_grad for p in model.deform.parameters()):
+        D0 = model.deform(mesh.attrs, mesh.verts, data.expression[data.neutral_index])
+        l_off = l_off + cfg.w_offset * (D0**2).sum(-1).mean()
+    l_lmk = model.sdf_at(model.landmarks, sdf).abs().mean()
+    l_reg = sdf_sign_reg(model, sdf) if cfg.w_sdf_reg > 0 else torch.zeros(())
+    total = (cfg.w_rgb * l_rgb + cfg.w_def * l_def + cfg.w_sil * l_sil + cfg.w_lmk * l_lmk + cfg.w_sdf_reg * l_reg
+             + l_off + cfg.w_lap * l_lap)
+    return {"total": total, "rgb": l_rgb, "sil": l_sil, "def": l_def, "lmk": l_lmk, "off": l_off, "lap": l_lap,
+            "faces": mesh.faces.shape[0]}
+
+
+def laplacian_loss(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Mean squared uniform Laplacian (vertex minus the mean of its face neighbours), as in
+    Gaussian-Head-Avatar's mesh stage."""
+    v0, v1, v2 = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+    term = torch.zeros_like(verts)
+    term = term.index_add(0, faces[:, 0], v1 + v2 - 2 * v0)
+    term = term.index_add(0, faces[:, 1], v0 + v2 - 2 * v1)
+    term = term.index_add(0, faces[:, 2], v0 + v1 - 2 * v2)
+    cnt = torch.zeros(verts.shape[0], device=verts.device, dtype=verts.dtype)
+    ones = torch.full((faces.shape[0],), 2.0, device=verts.device, dtype=verts.dtype)
+    for k in range(3):
+        cnt = cnt.index_add(0, faces[:, k], ones)
+    term = term / cnt.clamp_min(1.0)[:, None]
+    return (term**2).sum(-1).mean()
+
+
+def sdf_sign_reg(model: DMTetHead, sdf: torch.Tensor) -> torch.Tensor:
+    """DMTet/nvdiffrec sign regulariser: on grid edges where the SDF changes sign, a binary
+    cross-entropy pushing each end towards the other's sign. It removes thin shells, floaters
+    and internal surfaces that no image can see (not in the paper's Eq. 4; weight w_sdf_reg)."""
+    e = model.edges
+    sa, sb = sdf[e[:, 0]], sdf[e[:, 1]]
+    cross = (sa > 0) != (sb > 0)
+    if not bool(cross.any()):
+        return sdf.sum() * 0
+    sa, sb = sa[cross], sb[cross]
+    k = 1.0 / (2 * model.config["extent"] / model.config["res"])  # SDF in cell units
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    return bce(sa * k, (sb > 0).float()) + bce(sb * k, (sa > 0).float())
+
+
+@torch.no_grad()
+def mesh_eval(model: DMTetHead, data: ReconData, frames, cfg: MeshTrainConfig) -> dict:
+    out = mesh_losses(model, data, frames, cfg)
+    return {k: float(v) for k, v in out.items()}

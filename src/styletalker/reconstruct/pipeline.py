@@ -1,0 +1,428 @@
+"""``styletalker reconstruct WORK``: stage 1 (DMTet mesh) -> multi-view prior -> stage 2 (Gaussians)
+-> held-out evaluation. Output layout: docs/FORMATS.md (``reconstruct/``); details: docs/reconstruct.md.
+
+Resumable: every sub-stage keeps its state in its folder (``mesh/checkpoint.pt``,
+``prior/``, ``gaussians/checkpoint.pt``) and writes ``stage.json`` when done; ``reconstruct/
+stage.json`` is written last. An interrupted run (Ctrl-C saves a checkpoint) resumes where it
+stopped; a complete one is a no-op unless ``force``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..errors import InputError, MissingStageError
+from ..workdir import atomic_write_json, is_complete, log, mark_complete, read_json
+from . import config as C
+from .checkpoint import load_state, save_state, train_loop
+from .data import ReconData, from_dataset
+from .dmtet import DMTetHead
+from .evaluate import evaluate_avatar, evaluate_mesh, save_side_by_side
+from .gauss_stage import (SampleSource, gauss_losses, init_from_mesh, init_from_sphere)
+from .gauss_stage import make_optimizer as gauss_optimizer
+from .mesh_io import write_obj
+from .mesh_stage import mesh_eval, mesh_losses
+from .mesh_stage import make_optimizer as mesh_optimizer
+from .prior import PriorMesh, get_prior, load_views, orbit_cameras, save_views
+
+STAGE = "reconstruct"
+
+
+# ---------------------------------------------------------------------------------------------
+def sphere_init(data: ReconData, radius: float | None = None) -> tuple[torch.Tensor, float]:
+    """Initial sphere (centre, radius) from the neutral 3D landmarks.
+
+    Vertically it spans the chin (MediaPipe 152) to an estimated top of the head 0.4 face heights
+    above the forehead landmark (10); the radius is half that span (about 1.2 dm, a "unit" head
+    sphere); its front is 0.05 dm in front of the nose tip (landmark 1). ``radius`` overrides.
+    """
+    L = data.neutral_landmarks.detach().cpu()
+    chin, forehead, nose = L[152], L[10], L[1]
+    h = float(chin[1] - forehead[1])
+    top = float(forehead[1]) - 0.4 * h
+    r = radius if radius else (float(chin[1]) - top) / 2
+    cy = (top + float(chin[1])) / 2
+    cx = float(L[:, 0].mean())
+    cz = float(nose[2]) - 0.05 + r
+    return torch.tensor([cx, cy, cz]), float(r)
+
+
+def build_mesh_model(cfg: C.ReconstructConfig, data: ReconData) -> DMTetHead:
+    m, mo = cfg.mesh, cfg.model
+    center, radius = sphere_init(data, m.radius)
+    return DMTetHead(data.neutral_landmarks, res=m.res, extent=m.extent * radius, center=center, radius=radius,
+                     feat_dim=mo.feat_dim, n_freqs=mo.n_freqs, hidden=mo.hidden, offset_scale=m.offset_scale,
+                     smooth=m.smooth)
+
+
+def _avatar_from_blob(cfg: dict, sd: dict):
+    from ..avatar import GaussianAvatar
+
+    cfg = dict(cfg)
+    n = cfg.pop("n_points")
+    fd = torch.zeros(n, cfg["feat_dim"]) if cfg.get("deform_features") else None
+    av = GaussianAvatar(torch.zeros(n, 3), sd["landmarks"], feat_dim=cfg["feat_dim"], n_expr=cfg["n_expr"],
+                        n_freqs=cfg["n_freqs"], hidden=cfg["hidden"], init_scale=0.01, deform_features=fd)
+    av.load_state_dict(sd)
+    return av
+
+
+# ---------------------------------------------------------------------------------------------
+def run_mesh_stage(cfg: C.ReconstructConfig, data: ReconData, folder: Path, show_progress: bool, hook) -> tuple[DMTetHead, dict]:
+    folder.mkdir(parents=True, exist_ok=True)
+    ckpt = folder / "checkpoint.pt"
+    model = build_mesh_model(cfg, data)
+    tc = cfg.mesh.train
+    st = load_state(ckpt)
+    if is_complete(folder):
+        if st is None:
+            raise InputError(f"{ckpt} is missing although {folder} is marked complete; rerun with --force")
+        model.load_state_dict(st["model"])
+        return model.to(cfg.device), read_json(folder / "stage.json")
+    model = model.to(cfg.device)
+    opt = mesh_optimizer(model, tc)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    start = 0
+    info = {}
+    if st is not None:
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        gen.set_state(st["generator"])
+        start = int(st["iteration"])
+        info = st.get("info", {})
+        log(f"mesh stage: resuming at iteration {start}/{tc.iters}")
+    else:
+        info["heldout_init"] = mesh_eval(model, data, _eval_frames(data), tc)
+    t0 = time.time()
+    warm = int(tc.deform_warmup * tc.iters)
+
+    def step(it):
+        for p in model.deform.parameters():
+            p.requires_grad_(it >= warm)
+        fr = data.train_idx[torch.randint(len(data.train_idx), (tc.batch,), generator=gen)]
+        out = mesh_losses(model, data, fr, tc)
+        opt.zero_grad(set_to_none=True)
+        out["total"].backward()
+        opt.step()
+        return {"loss": float(out["total"].detach()), "iou": 1 - float(out["sil"].detach())}
+
+    def save(done):
+        info["seconds"] = info.get("seconds", 0.0) + time.time() - t0_box[0]
+        t0_box[0] = time.time()
+        save_state(ckpt, model=model.state_dict(), optimizer=opt.state_dict(), generator=gen.get_state(),
+                   iteration=done, info=info, config=cfg.to_json())
+
+    t0_box = [t0]
+    train_loop("mesh (DMTet)", tc.iters, start, step, save, ckpt_every=cfg.ckpt_every, show_progress=show_progress,
+               hook=hook, deterministic_kernels=cfg.device == "cpu")
+    for p in model.deform.parameters():
+        p.requires_grad_(True)
+    info["heldout_final"] = mesh_eval(model, data, _eval_frames(data), tc)
+    # export the canonical surface (neutral frame expression) with its colours
+    with torch.no_grad():
+        mesh = model.extract()
+        e = data.expression[data.neutral_index]
+        cols = model.colors(mesh, e)
+    write_obj(folder / "mesh.obj", mesh.verts.cpu().numpy(), mesh.faces.cpu().numpy(), cols.cpu().numpy(),
+              header="styletalker stage-1 DMTet surface, canonical head space (dm), colours at the neutral frame")
+    save_state(ckpt, model=model.state_dict(), optimizer=opt.state_dict(), generator=gen.get_state(),
+               iteration=tc.iters, info=info, config=cfg.to_json())
+    summary = {"iterations": tc.iters, "vertices": int(mesh.verts.shape[0]), "faces": int(mesh.faces.shape[0]),
+               "seconds": round(info.get("seconds", 0.0), 1), "heldout_init": info["heldout_init"],
+               "heldout_final": info["heldout_final"]}
+    mark_complete(folder, **summary)
+    return model, summary
+
+
+def _eval_frames(data: ReconData) -> torch.Tensor:
+    return data.test_idx if len(data.test_idx) else data.train_idx[:4]
+
+
+def proxy_sphere_mesh(cfg: C.ReconstructConfig, data: ReconData) -> PriorMesh:
+    """The initial unit sphere as a mesh (prior geometry for the --no-mesh ablation)."""
+    from .tetgrid import build_tet_grid, marching_tets
+
+    c, r = sphere_init(data, cfg.mesh.radius)
+    g = build_tet_grid(24, r * 1.3)
+    m = marching_tets(g.verts, g.verts.norm(dim=-1) - r * 0.999, g.tets)
+    return PriorMesh(m.verts + c, m.faces, None)
+
+
+def run_prior_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead | None, folder: Path):
+    if is_complete(folder):
+        info = read_json(folder / "stage.json")
+        return load_views(folder, info.get("backend", "")), info
+    if folder.exists():
+        shutil.rmtree(folder)
+    t0 = time.time()
+    n = data.neutral_index
+    center, _ = sphere_init(data, cfg.mesh.radius)
+    cams = orbit_cameras(data.K[n].cpu(), data.world_to_cam[n].cpu(), center, data.width, data.height,
+                         n=cfg.prior.views, span_deg=cfg.prior.span_deg)
+    kw = {}
+    if cfg.prior.backend == "svd":
+        kw = {"num_inference_steps": cfg.prior.steps, "orbit_degrees": cfg.prior.orbit_deg, "seed": cfg.seed}
+    prior = get_prior(cfg.prior.backend, cfg.prior.model, device=cfg.device, **kw)
+    if model is not None:
+        with torch.no_grad():
+            mesh = model.extract()
+            e = data.expression[n]
+            pm = PriorMesh(model.deformed(mesh, e).cpu(), mesh.faces.cpu(), model.colors(mesh, e).cpu())
+    else:
+        pm = proxy_sphere_mesh(cfg, data)
+    cpu_data = data if cfg.device == "cpu" else _to(data, "cpu")
+    views = prior.generate(cpu_data, pm, n, cams)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_views(folder, views)
+    info = {"backend": prior.name, "views": len(views), "yaw_deg": list(views.yaw_deg), "neutral_index": n,
+            "seconds": round(time.time() - t0, 1), "stats": getattr(prior, "stats", {})}
+    mark_complete(folder, **info)
+    # train on what was saved (8-bit PNGs), so a resumed run sees exactly the same views
+    return load_views(folder, prior.name), info
+
+
+def run_gauss_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead | None, views, folder: Path,
+                    show_progress: bool, hook):
+    folder.mkdir(parents=True, exist_ok=True)
+    ckpt = folder / "checkpoint.pt"
+    tc = cfg.gauss.train
+    st = load_state(ckpt)
+    train_deform = model is None or cfg.gauss.retrain_deform
+    tc.train_deform = train_deform
+    if is_complete(folder):
+        if st is None:
+            raise InputError(f"{ckpt} is missing although {folder} is marked complete; rerun with --force")
+        av = _avatar_from_blob(st["avatar_config"], st["avatar"]).to(cfg.device)
+        return av, read_json(folder / "stage.json")
+    mo = cfg.model
+    if st is not None:
+        av = _avatar_from_blob(st["avatar_config"], st["avatar"])
+    elif model is not None:
+        av = init_from_mesh(model.cpu(), cfg.gauss.points, mo.hidden, seed=cfg.seed,
+                            retrain_deform=cfg.gauss.retrain_deform, init_opacity=cfg.gauss.init_opacity)
+        model.to(cfg.device)
+    else:
+        center, radius = sphere_init(data, cfg.mesh.radius)
+        av = init_from_sphere(center, radius, data.neutral_landmarks.cpu(), cfg.gauss.points, mo.feat_dim,
+                              data.expression.shape[1], mo.n_freqs, mo.hidden, seed=cfg.seed,
+                              init_opacity=cfg.gauss.init_opacity)
+    av = av.to(cfg.device)
+    opt = gauss_optimizer(av, tc)
+    gen = torch.Generator().manual_seed(cfg.seed + 2)
+    start = 0
+    info = {}
+    if st is not None:
+        opt.load_state_dict(st["optimizer"])
+        gen.set_state(st["generator"])
+        start = int(st["iteration"])
+        info = st.get("info", {})
+        log(f"gaussian stage: resuming at iteration {start}/{tc.iters}")
+    else:
+        m0, _ = evaluate_avatar(av, data, _eval_frames(data))
+        info["heldout_init"] = {"psnr": m0["psnr"], "ssim": m0["ssim"]}
+    src = SampleSource(data, views, tc.prior_prob)
+    t0_box = [time.time()]
+
+    def step(it):
+        samples = [src.draw(gen) for _ in range(tc.batch)]
+        out = gauss_losses(av, samples, data, tc)
+        opt.zero_grad(set_to_none=True)
+        out["total"].backward()
+        opt.step()
+        return {"loss": float(out["total"].detach()), "l1": float(out["rgb"].detach())}
+
+    def save(done):
+        info["seconds"] = info.get("seconds", 0.0) + time.time() - t0_box[0]
+        t0_box[0] = time.time()
+        save_state(ckpt, avatar=av.state_dict(), avatar_config=dict(av.config), optimizer=opt.state_dict(),
+                   generator=gen.get_state(), iteration=done, info=info, config=cfg.to_json())
+
+    train_loop("gaussians", tc.iters, start, step, save, ckpt_every=cfg.ckpt_every, show_progress=show_progress,
+               hook=hook, deterministic_kernels=cfg.device == "cpu")
+    summary = {"iterations": tc.iters, "points": av.num_points, "seconds": round(info.get("seconds", 0.0), 1),
+               "heldout_init": info["heldout_init"], "deform": "trained" if train_deform else "frozen (from stage 1)",
+               "prior_views": 0 if views is None else len(views)}
+    mark_complete(folder, **summary)
+    return av, summary
+
+
+def _to(data: ReconData, device) -> ReconData:
+    import dataclasses
+
+    kw = {}
+    for f in dataclasses.fields(data):
+        v = getattr(data, f.name)
+        kw[f.name] = v.to(device) if torch.is_tensor(v) else v
+    return ReconData(**kw)
+
+
+# ---------------------------------------------------------------------------------------------
+def _preprocess_id(work: Path) -> dict:
+    st = read_json(work / "preprocess" / "stage.json")
+    return {"finished_at": st.get("finished_at"), "frames": st.get("frames")}
+
+
+def run_reconstruct(work, preset: str = "cpu", *, force: bool = False, progress: bool = True,
+                    hook: Callable[[str, int], bool] | None = None, device: str = "auto", **overrides) -> Path:
+    """Reconstruct the avatar of ``work`` (after ``styletalker preprocess``); returns ``work/reconstruct``.
+
+    ``overrides``: dotted option names of :class:`~.config.ReconstructConfig` (``"mesh.train.iters"``)
+    or the short aliases of :data:`ALIASES` (``mesh_iters``, ``no_mesh``, ``prior``, ...).
+    ``hook(stage, iteration) -> True`` simulates Ctrl-C (tests).
+    """
+    from ..preprocess import load_dataset
+
+    work = Path(work)
+    if not work.is_dir():
+        raise InputError(f"{work}: work folder not found")
+    ds = load_dataset(work)  # MissingStageError when preprocessing is missing/incomplete
+    cfg = C.make_config(preset, device, **resolve_aliases(overrides))
+    if cfg.prior.backend == "svd":
+        from .prior import check_svd_path
+
+        check_svd_path(cfg.prior.model)  # fail before hours of training, not after
+    out = work / STAGE
+    if is_complete(out) and not force:
+        log(f"{out} is complete (use --force to redo)")
+        return out
+    if force and out.exists():
+        shutil.rmtree(out)
+    stored = {"config": cfg.to_json(), "preprocess": _preprocess_id(work)}
+    if (out / "config.json").is_file():
+        old = read_json(out / "config.json")
+        d = C.diff(C.comparable(old.get("config", {})), C.comparable(stored["config"]))
+        d += C.diff(old.get("preprocess", {}), stored["preprocess"], "preprocess.")
+        if d:
+            raise InputError(f"{out} holds an interrupted reconstruction with other options ({'; '.join(d[:6])}); "
+                             "rerun with the same options to resume, or add --force to start over")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", stored)
+    torch.manual_seed(cfg.seed)
+    t_start = time.time()
+    data = from_dataset(ds, size=cfg.data.size, holdout_every=cfg.data.holdout_every, cut_margin=cfg.data.cut_margin,
+                        background=cfg.data.background, max_frames=cfg.data.max_frames)
+    if cfg.device != "cpu":
+        data = _to(data, cfg.device)
+    log(f"reconstruct: {len(data)} frames ({len(data.train_idx)} train, {len(data.test_idx)} held out), "
+        f"{data.width}x{data.height}, preset {cfg.preset}, device {cfg.device}")
+
+    model, mesh_info = None, None
+    if cfg.mesh.enabled:
+        model, mesh_info = run_mesh_stage(cfg, data, out / "mesh", progress, hook)
+    views, prior_info = None, {"backend": "none"}
+    if cfg.prior.backend != "none":
+        views, prior_info = run_prior_stage(cfg, data, model, out / "prior")
+    av, gauss_info = run_gauss_stage(cfg, data, model, views, out / "gaussians", progress, hook)
+
+    # outputs
+    av.eval()
+    extra = {"data": {"size": cfg.data.size, "max_frames": cfg.data.max_frames, "holdout_every": cfg.data.holdout_every,
+                      "cut_margin": cfg.data.cut_margin, "background": list(cfg.data.background)},
+             "size": cfg.data.size, "max_frames": cfg.data.max_frames, "holdout_every": cfg.data.holdout_every,
+             "cut_margin": cfg.data.cut_margin, "background": list(cfg.data.background),
+             "neutral_index": data.neutral_index, "y_cut": data.y_cut, "preset": cfg.preset}
+    av_cpu = av.to("cpu")
+    av_cpu.save(out / "avatar.pt", **extra)
+    _save_ply(out / "avatar.ply", av_cpu)
+    data_cpu = data if cfg.device == "cpu" else _to(data, "cpu")
+    metrics, renders = evaluate_avatar(av_cpu, data_cpu)
+    save_side_by_side(out / "renders", data_cpu, renders)
+    result = {"psnr": metrics["psnr"], "ssim": metrics["ssim"], "psnr_head": metrics["psnr_head"],
+              "heldout_frames": metrics["frames"], "per_frame": metrics["per_frame"],
+              "init": gauss_info.get("heldout_init"), "preset": cfg.preset,
+              "ablation": {"mesh": cfg.mesh.enabled, "prior": prior_info.get("backend", "none"),
+                           "retrain_deform": bool(cfg.gauss.retrain_deform)},
+              "points": av_cpu.num_points}
+    if model is not None:
+        mm, mrend = evaluate_mesh(model.cpu(), data_cpu)
+        result["mesh"] = {"psnr": mm["psnr"], "ssim": mm["ssim"], "psnr_head": mm["psnr_head"]}
+        save_side_by_side(out / "renders", data_cpu, mrend, prefix="mesh")
+    if views is not None and len(views):
+        _save_prior_montage(out / "renders" / "prior_views.png", views)
+    seconds = {"mesh": mesh_info.get("seconds") if mesh_info else None, "prior": prior_info.get("seconds"),
+               "gaussians": gauss_info.get("seconds"), "this_run": round(time.time() - t_start, 1)}
+    result["seconds"] = seconds
+    atomic_write_json(out / "metrics.json", result)
+    mark_complete(out, preset=cfg.preset, psnr=result["psnr"], ssim=result["ssim"], seconds=seconds,
+                  points=av_cpu.num_points)
+    log(f"reconstruct: {format_metrics(result)} -> {out}")
+    return out
+
+
+def format_metrics(m: dict) -> str:
+    if m.get("psnr") is None:
+        return "no held-out frames (clip too short or holdout_every=0), nothing to score"
+    return f"held-out PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.4f}  ({len(m['heldout_frames'])} frames)"
+
+
+def _save_ply(path: Path, av) -> None:
+    try:
+        from ..render.ply import save_ply
+    except ImportError:  # pragma: no cover - the renderer package provides it
+        log("warning: styletalker.render.ply not available, avatar.ply not written")
+        return
+    with torch.no_grad():
+        g = av(torch.zeros(av.config["n_expr"]))
+    save_ply(path, g.means, g.quats, g.scales, g.opacities, g.colors.clamp(0, 1))
+
+
+def _save_prior_montage(path: Path, views) -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from ..workdir import atomic_write_bytes
+
+    row = torch.cat(list(views.images), 1)
+    buf = io.BytesIO()
+    Image.fromarray((row.clamp(0, 1).numpy() * 255).round().astype(np.uint8)).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+# short option names used by the CLI and by callers
+ALIASES = {
+    "size": "data.size",
+    "max_frames": "data.max_frames",
+    "holdout_every": "data.holdout_every",
+    "mesh_iters": "mesh.train.iters",
+    "mesh_res": "mesh.res",
+    "gauss_iters": "gauss.train.iters",
+    "gauss_points": "gauss.points",
+    "prior": "prior.backend",
+    "prior_model": "prior.model",
+    "prior_steps": "prior.steps",
+    "retrain_deform": "gauss.retrain_deform",
+    "hidden": "model.hidden",
+    "seed": "seed",
+    "ckpt_every": "ckpt_every",
+}
+
+
+def resolve_aliases(overrides: dict) -> dict:
+    out = {}
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        if k == "no_mesh":
+            if v:
+                out["mesh.enabled"] = False
+            continue
+        if k == "no_prior":
+            if v:
+                out["prior.backend"] = "none"
+            continue
+        out[ALIASES.get(k, k)] = v
+    return out
+
+
+def load_metrics(work) -> dict:
+    p = Path(work) / STAGE / "metrics.json"
+    if not p.is_file():
+        raise MissingStageError(f"{p} not found: run `styletalker reconstruct {work}` first")
+    return read_json(p)

@@ -1,0 +1,377 @@
+"""Multi-view prior from one neutral frame (paper Sec. 3.2, "diffusion-guided color pre-training").
+
+The paper feeds a neutral frame to V3D (a multi-view video diffusion model fine-tuned from Stable
+Video Diffusion) and uses 6 generated views spanning about 120 degrees in front of the head as
+extra training images for the Gaussian stage. Backends (``get_prior(name)``):
+
+* ``symmetric`` (built in, offline, no weights): the neutral frame is projected onto the stage-1
+  mesh (posed with the neutral expression; visibility by a depth test, grazing vertices dropped),
+  vertices the camera does not see take the colour of their mirror image across the face's
+  symmetry plane (x = landmark centre in canonical space), what is still unknown (back of the
+  head) is filled by harmonic interpolation over the mesh, and the coloured mesh is rendered from
+  the prior cameras.
+* ``svd``: a Stable-Video-Diffusion-style image-to-video pipeline (V3D) loaded with
+  ``diffusers.StableVideoDiffusionPipeline.from_pretrained(path)`` from a *local* folder (never
+  downloaded). The neutral frame (head on a white background) is the conditioning image; the
+  generated frames are taken as an orbit of ``orbit_degrees`` starting at the input view (V3D's
+  convention) and the frame nearest to each prior camera's yaw is used. Masks: pixels that differ
+  from the white background.
+* ``none``: no prior views (ablation "w/o V3D").
+
+Cameras: ``orbit_cameras`` rotates the neutral frame's head pose about the head's vertical axis
+(canonical y through the head centre) by ``n`` yaw angles evenly spread over ``span_deg``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import InputError, MissingModelError
+from .raster import rasterize
+
+
+@dataclass
+class PriorCameras:
+    K: torch.Tensor  # (V,3,3)
+    world_to_cam: torch.Tensor  # (V,4,4)
+    yaw_deg: list[float]
+    width: int
+    height: int
+
+    def __len__(self) -> int:
+        return int(self.K.shape[0])
+
+
+@dataclass
+class PriorMesh:
+    """The geometry the prior is built on: canonical verts posed with the neutral expression."""
+
+    verts: torch.Tensor  # (V,3)
+    faces: torch.Tensor  # (F,3)
+    colors: torch.Tensor | None = None  # (V,3) fallback colours (e.g. stage-1 MLP_color)
+
+
+@dataclass
+class PriorViews:
+    images: torch.Tensor  # (V,H,W,3) float [0,1], head composited on the background
+    masks: torch.Tensor  # (V,H,W,1) {0,1}
+    K: torch.Tensor
+    world_to_cam: torch.Tensor
+    expression: torch.Tensor  # (E,) expression the views show (the neutral frame's)
+    yaw_deg: list[float]
+    backend: str
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+def yaw_matrix(deg: float, center) -> torch.Tensor:
+    a = math.radians(deg)
+    c, s = math.cos(a), math.sin(a)
+    R = torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+    ctr = torch.as_tensor(center, dtype=torch.float32).reshape(3)
+    M = torch.eye(4)
+    M[:3, :3] = R
+    M[:3, 3] = ctr - R @ ctr
+    return M
+
+
+def orbit_cameras(K: torch.Tensor, world_to_cam: torch.Tensor, center, width: int, height: int,
+                  n: int = 6, span_deg: float = 120.0) -> PriorCameras:
+    yaws = [(-span_deg / 2 + span_deg * k / (n - 1)) if n > 1 else 0.0 for k in range(n)]
+    w2c = torch.stack([world_to_cam.float() @ yaw_matrix(y, center) for y in yaws])
+    return PriorCameras(K.float().expand(n, 3, 3).clone(), w2c, yaws, width, height)
+
+
+class MultiViewPrior:
+    """Interface: ``generate(dataset, mesh, neutral_index, cameras) -> PriorViews``."""
+
+    name = "base"
+
+    def generate(self, dataset, mesh: PriorMesh | None, neutral_index: int, cameras: PriorCameras) -> PriorViews:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------------------
+def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    v = verts
+    fn = torch.linalg.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
+    n = torch.zeros_like(v)
+    for k in range(3):
+        n.index_add_(0, faces[:, k], fn)
+    return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def harmonic_fill(values: torch.Tensor, known: torch.Tensor, faces: torch.Tensor, iters: int = 300) -> torch.Tensor:
+    """Fill unknown per-vertex values by repeated neighbour averaging (Jacobi) over mesh edges."""
+    V = values.shape[0]
+    if bool(known.all()) or not bool(known.any()):
+        return values
+    e = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    e = torch.cat([e, e.flip(1)])
+    A = torch.sparse_coo_tensor(e.T, torch.ones(e.shape[0]), (V, V), check_invariants=False).coalesce()
+    deg = torch.sparse.sum(A, 1).to_dense().clamp_min(1)[:, None]
+    x = values.clone()
+    # start unknown vertices at the mean of the known ones
+    x[~known] = values[known].mean(0)
+    for _ in range(iters):
+        avg = torch.sparse.mm(A, x) / deg
+        x = torch.where(known[:, None], values, avg)
+    return x
+
+
+class SymmetricPrior(MultiViewPrior):
+    """Projective texturing of the neutral frame onto the mesh, mirrored for the unseen side.
+
+    For every pixel of a prior view the visible surface point is found by rasterizing the mesh
+    (positions interpolated per pixel). If the neutral camera sees that point (depth test,
+    facing the camera, inside the head mask) its colour is sampled from the neutral frame;
+    otherwise the point mirrored across the symmetry plane is tried; otherwise the colour comes
+    from per-vertex colours (the same test per vertex, then harmonic fill over the mesh).
+    """
+
+    name = "symmetric"
+
+    def __init__(self, min_facing: float = 0.2, depth_tol: float = 0.05, soft: bool = False):
+        self.min_facing = min_facing
+        self.depth_tol = depth_tol
+        self.soft = soft
+
+    def _lookup(self, pts, normals, ctx):
+        """Colour (P,3) and a 'seen' flag (P,) for 3D points as observed in the neutral frame."""
+        K, w2c, W, H, depth, img = ctx["K"], ctx["w2c"], ctx["W"], ctx["H"], ctx["depth"], ctx["img"]
+        from .raster import project_points
+
+        xy, z = project_points(pts, K, w2c)
+        u = torch.floor(xy[:, 0]).long()
+        v = torch.floor(xy[:, 1]).long()
+        inimg = (u >= 0) & (u < W) & (v >= 0) & (v < H) & (z > 0)
+        uc, vc = u.clamp(0, W - 1), v.clamp(0, H - 1)
+        zb = depth[vc, uc]
+        vis = inimg & (zb > 0) & (z <= zb + self.depth_tol)
+        if normals is not None:
+            view = ctx["cam_c"] - pts
+            view = view / view.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            vis &= (normals * view).sum(-1) > self.min_facing
+        grid = torch.stack([xy[:, 0] / W * 2 - 1, xy[:, 1] / H * 2 - 1], -1).reshape(1, 1, -1, 2)
+        samp = torch.nn.functional.grid_sample(img.permute(2, 0, 1)[None], grid, mode="bilinear",
+                                               align_corners=False, padding_mode="border")[0, :, 0].T
+        vis &= samp[:, 3] > 0.99  # inside the head mask
+        return samp[:, :3], vis
+
+    def _context(self, dataset, mesh, i):
+        K, w2c = dataset.K[i].float().cpu(), dataset.world_to_cam[i].float().cpu()
+        W, H = dataset.width, dataset.height
+        verts, faces = mesh.verts.detach().float().cpu(), mesh.faces.cpu()
+        r = rasterize(verts, faces, None, K, w2c, W, H, soft=False)
+        img = torch.cat([dataset.images[i].float().cpu(), dataset.head[i].float().cpu()], -1)
+        return {"K": K, "w2c": w2c, "W": W, "H": H, "depth": r.depth[..., 0], "img": img,
+                "cam_c": -w2c[:3, :3].T @ w2c[:3, 3], "x_sym": float(dataset.landmarks3d[i][:, 0].mean())}
+
+    @staticmethod
+    def _mirror(p, x_sym):
+        q = p.clone()
+        q[..., 0] = 2 * x_sym - q[..., 0]
+        return q
+
+    def vertex_colors(self, dataset, mesh: PriorMesh, neutral_index: int, ctx=None):
+        """Per-vertex colours: seen, else mirrored, else harmonic fill. Returns (colors, seen, mirrored)."""
+        i = int(neutral_index)
+        ctx = ctx or self._context(dataset, mesh, i)
+        verts, faces = mesh.verts.detach().float().cpu(), mesh.faces.cpu()
+        n = vertex_normals(verts, faces)
+        col, seen = self._lookup(verts, n, ctx)
+        colm, seen_m = self._lookup(self._mirror(verts, ctx["x_sym"]), self._mirror(n, 0.0), ctx)
+        mirrored = ~seen & seen_m
+        colors = torch.where(seen[:, None], col, colm)
+        known = seen | mirrored
+        if bool(known.any()):
+            colors = harmonic_fill(colors, known, faces)
+        elif mesh.colors is not None:
+            colors = mesh.colors.detach().float().cpu()
+        return colors, seen, mirrored
+
+    def generate(self, dataset, mesh, neutral_index, cameras):
+        if mesh is None:
+            raise InputError("the symmetric prior needs a mesh (stage 1 or a proxy sphere)")
+        i = int(neutral_index)
+        ctx = self._context(dataset, mesh, i)
+        vcol, vseen, vmirr = self.vertex_colors(dataset, mesh, i, ctx)
+        verts, faces = mesh.verts.detach().float().cpu(), mesh.faces.cpu()
+        normals = vertex_normals(verts, faces)
+        attrs = torch.cat([vcol, verts, normals], -1)
+        imgs, masks = [], []
+        bg = torch.tensor(dataset.background, dtype=torch.float32)
+        n_seen = n_mirr = n_cov = 0
+        for k in range(len(cameras)):
+            r = rasterize(verts, faces, attrs, cameras.K[k], cameras.world_to_cam[k], cameras.width, cameras.height,
+                          soft=self.soft)
+            m = (r.alpha > 0.5)[..., 0]
+            a = r.image[m] / r.alpha[m].clamp_min(1e-6)  # un-premultiply (no background given)
+            fill, pts, nrm = a[:, :3], a[:, 3:6], a[:, 6:9]
+            nrm = nrm / nrm.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            c1, s1 = self._lookup(pts, nrm, ctx)
+            c2, s2 = self._lookup(self._mirror(pts, ctx["x_sym"]), self._mirror(nrm, 0.0), ctx)
+            col = torch.where(s1[:, None], c1, torch.where(s2[:, None], c2, fill))
+            img = bg.expand(cameras.height, cameras.width, 3).clone()
+            img[m] = col.clamp(0, 1)
+            imgs.append(img)
+            masks.append(m.float()[..., None])
+            n_seen += int(s1.sum())
+            n_mirr += int((~s1 & s2).sum())
+            n_cov += int(m.sum())
+        self.stats = {"seen_vertices": int(vseen.sum()), "mirrored_vertices": int(vmirr.sum()),
+                      "filled_vertices": int((~(vseen | vmirr)).sum()),
+                      "pixels_seen": n_seen / max(n_cov, 1), "pixels_mirrored": n_mirr / max(n_cov, 1)}
+        return PriorViews(torch.stack(imgs), torch.stack(masks), cameras.K.clone(), cameras.world_to_cam.clone(),
+                          dataset.expression[i].clone(), list(cameras.yaw_deg), self.name)
+
+
+# ---------------------------------------------------------------------------------------------
+def check_svd_path(path) -> Path:
+    """Cheap early check of an svd prior model folder (MissingModelError when unusable)."""
+    if path is None or str(path) == "":
+        raise MissingModelError("the svd prior needs a local model folder: pass --prior-model PATH "
+                                "(a diffusers StableVideoDiffusionPipeline, e.g. V3D weights)")
+    p = Path(path)
+    if not p.exists():
+        raise MissingModelError(f"{p}: prior model folder not found (weights are never downloaded; "
+                                "put a diffusers StableVideoDiffusionPipeline there or use --prior symmetric)")
+    if not (p / "model_index.json").is_file():
+        raise MissingModelError(f"{p}: not a diffusers pipeline folder (no model_index.json)")
+    return p
+
+
+def load_svd_pipeline(path, device="cpu"):
+    """``StableVideoDiffusionPipeline`` from a local folder; MissingModelError when unusable."""
+    p = check_svd_path(path)
+    try:
+        from diffusers import StableVideoDiffusionPipeline
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise MissingModelError(f"the svd prior needs diffusers (pip install 'styletalker[diffusion]'): {e}") from None
+    try:
+        pipe = StableVideoDiffusionPipeline.from_pretrained(str(p), local_files_only=True)
+    except Exception as e:
+        raise MissingModelError(f"{p}: could not load a StableVideoDiffusionPipeline ({type(e).__name__}: {e})") from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+class SVDPrior(MultiViewPrior):
+    name = "svd"
+
+    def __init__(self, model_path, device="cpu", num_inference_steps: int = 25, orbit_degrees: float = 360.0,
+                 num_frames: int | None = None, seed: int = 0, mask_threshold: float = 0.08):
+        self.model_path = model_path
+        self.device = device
+        self.steps = int(num_inference_steps)
+        self.orbit = float(orbit_degrees)
+        self.num_frames = num_frames
+        self.seed = int(seed)
+        self.mask_threshold = mask_threshold
+        self.pipe = load_svd_pipeline(model_path, device)  # fail early with a clear message
+
+    def _size(self) -> tuple[int, int]:
+        pipe = self.pipe
+        s = pipe.unet.config.sample_size
+        s = s if isinstance(s, int) else s[0]
+        px = int(s * pipe.vae_scale_factor)
+        return px, px
+
+    def generate(self, dataset, mesh, neutral_index, cameras):
+        from PIL import Image
+
+        i = int(neutral_index)
+        white = torch.ones(3)
+        head = dataset.head[i].float()
+        cond = dataset.images[i].float() * head + white * (1 - head)
+        h, w = self._size()
+        pil = Image.fromarray((cond.clamp(0, 1).numpy() * 255).astype(np.uint8)).resize((w, h), Image.BICUBIC)
+        nf = int(self.num_frames or self.pipe.unet.config.num_frames)
+        g = torch.Generator(device="cpu").manual_seed(self.seed)
+        out = self.pipe(image=pil, height=h, width=w, num_frames=nf, num_inference_steps=self.steps,
+                        decode_chunk_size=nf, generator=g, output_type="np", motion_bucket_id=127,
+                        noise_aug_strength=0.02, min_guidance_scale=1.0, max_guidance_scale=2.5)
+        frames = np.asarray(out.frames[0], dtype=np.float32)  # (F,h,w,3)
+        frames = torch.from_numpy(frames).clamp(0, 1)
+        frames = torch.nn.functional.interpolate(frames.permute(0, 3, 1, 2), size=(cameras.height, cameras.width),
+                                                 mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+        frame_yaw = [(k * self.orbit / nf) for k in range(nf)]
+        imgs, masks, picked = [], [], []
+        bg = torch.tensor(dataset.background, dtype=torch.float32)
+        for yaw in cameras.yaw_deg:
+            d = [abs(((fy - yaw) + 180) % 360 - 180) for fy in frame_yaw]
+            k = int(np.argmin(d))
+            picked.append(k)
+            f = frames[k]
+            m = ((f - white).abs().max(-1, keepdim=True).values > self.mask_threshold).float()
+            imgs.append(f * m + bg * (1 - m))
+            masks.append(m)
+        self.stats = {"frames": nf, "picked_frames": picked, "frame_yaw_deg": [frame_yaw[k] for k in picked]}
+        return PriorViews(torch.stack(imgs), torch.stack(masks), cameras.K.clone(), cameras.world_to_cam.clone(),
+                          dataset.expression[i].clone(), list(cameras.yaw_deg), self.name)
+
+
+class NoPrior(MultiViewPrior):
+    name = "none"
+
+    def generate(self, dataset, mesh, neutral_index, cameras):
+        H, W = cameras.height, cameras.width
+        return PriorViews(torch.zeros(0, H, W, 3), torch.zeros(0, H, W, 1), torch.zeros(0, 3, 3), torch.zeros(0, 4, 4),
+                          dataset.expression[int(neutral_index)].clone(), [], self.name)
+
+
+PRIORS = ("symmetric", "svd", "none")
+
+
+def get_prior(name: str, model_path: str | os.PathLike | None = None, device="cpu", **kw) -> MultiViewPrior:
+    if name == "symmetric":
+        return SymmetricPrior(**kw)
+    if name == "svd":
+        return SVDPrior(model_path, device=device, **kw)
+    if name == "none":
+        return NoPrior()
+    raise InputError(f"unknown prior backend {name!r}; choose from {', '.join(PRIORS)}")
+
+
+# ---------------------------------------------------------------------------------------------
+def save_views(folder: Path, views: PriorViews, **info) -> None:
+    from ..workdir import atomic_path, atomic_write_bytes
+    import io
+
+    from PIL import Image
+
+    folder = Path(folder)
+    for sub in ("views", "masks"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for k in range(len(views)):
+        for sub, arr in (("views", views.images[k]), ("masks", views.masks[k].expand(-1, -1, 1)[..., 0])):
+            buf = io.BytesIO()
+            Image.fromarray((arr.clamp(0, 1).numpy() * 255).round().astype(np.uint8)).save(buf, format="PNG")
+            atomic_write_bytes(folder / sub / f"{k:03d}.png", buf.getvalue())
+    with atomic_path(folder / "cameras.npz") as tmp:
+        np.savez(tmp, K=views.K.numpy(), world_to_cam=views.world_to_cam.numpy(), yaw_deg=np.array(views.yaw_deg),
+                 expression=views.expression.numpy())
+
+
+def load_views(folder: Path, backend: str = "") -> PriorViews:
+    from PIL import Image
+
+    folder = Path(folder)
+    z = np.load(folder / "cameras.npz")
+    n = z["K"].shape[0]
+    imgs, masks = [], []
+    for k in range(n):
+        imgs.append(torch.from_numpy(np.array(Image.open(folder / "views" / f"{k:03d}.png").convert("RGB"))).float() / 255)
+        masks.append((torch.from_numpy(np.array(Image.open(folder / "masks" / f"{k:03d}.png").convert("L"))) > 127).float()[..., None])
+    if n == 0:
+        imgs = masks = None
+    return PriorViews(torch.stack(imgs) if imgs else torch.zeros(0, 1, 1, 3), torch.stack(masks) if masks else torch.zeros(0, 1, 1, 1),
+                      torch.from_numpy(z["K"]).float(), torch.from_numpy(z["world_to_cam"]).float(),
+                      torch.from_numpy(z["expression"]).float(), [float(y) for y in z["yaw_deg"]], backend)

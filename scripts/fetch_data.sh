@@ -10,6 +10,8 @@
 set -euo pipefail
 DEST="${1:-${STYLETALKER_DATA:-$(cd "$(dirname "$0")/.." && pwd)/data}}"
 PY="${PYTHON:-python3}"
+# the steps below cd into a temp folder: make a relative interpreter path absolute
+case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac
 mkdir -p "$DEST/videos" "$DEST/models"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

@@ -24,7 +24,8 @@ def test_outputs_and_quality(franck_avatar_work):
     rec = franck_avatar_work / "reconstruct"
     assert is_complete(rec)
     for name in ("config.json", "mesh/mesh.obj", "mesh/checkpoint.pt", "prior/cameras.npz", "prior/views/005.png",
-                 "gaussians/checkpoint.pt", "avatar.pt", "avatar.ply", "metrics.json", "renders/prior_views.png"):
+                 "gaussians/checkpoint.pt", "avatar.pt", "avatar.ply", "metrics.json", "renders/prior_views.png",
+                 "renders/orbit.png"):
         assert (rec / name).is_file(), name
     # stage 1 reduced its losses on the held-out frames of the real clip
     mesh = read_json(rec / "mesh" / "stage.json")

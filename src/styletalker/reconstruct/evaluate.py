@@ -94,6 +94,30 @@ def save_side_by_side(folder: Path, data: ReconData, renders: dict, limit: int =
     return out
 
 
+@torch.no_grad()
+def save_orbit(path: Path, avatar, data: ReconData, center, yaws=(-90, -45, 0, 45, 90)) -> Path:
+    """The avatar at the neutral frame's expression and pose, turned about the head's vertical axis
+    (side views have no ground truth in a monocular video: this is for looking at)."""
+    import io
+
+    from PIL import Image
+
+    from ..render import Camera
+    from ..workdir import atomic_write_bytes
+    from .prior import yaw_matrix
+
+    n = data.neutral_index
+    ims = []
+    for y in yaws:
+        cam = Camera(data.K[n], data.world_to_cam[n] @ yaw_matrix(float(y), center), data.width, data.height)
+        ims.append(avatar.render(data.expression[n], cam, background=data.background).image.clamp(0, 1))
+    row = torch.cat(ims, 1)
+    buf = io.BytesIO()
+    Image.fromarray((row.numpy() * 255).round().astype(np.uint8)).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
 def recompute_metrics(work, write: bool = True) -> dict:
     """Re-evaluate ``work/reconstruct/avatar.pt`` on the held-out frames (same data options as the
     reconstruction); merges the numbers into ``reconstruct/metrics.json`` when ``write``."""

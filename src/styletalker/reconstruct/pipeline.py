@@ -22,7 +22,7 @@ from . import config as C
 from .checkpoint import load_state, save_state, train_loop
 from .data import ReconData, from_dataset
 from .dmtet import DMTetHead
-from .evaluate import evaluate_avatar, evaluate_mesh, save_side_by_side
+from .evaluate import evaluate_avatar, evaluate_mesh, save_orbit, save_side_by_side
 from .gauss_stage import (SampleSource, gauss_losses, init_from_mesh, init_from_sphere)
 from .gauss_stage import make_optimizer as gauss_optimizer
 from .mesh_io import write_obj
@@ -332,6 +332,7 @@ def run_reconstruct(work, preset: str = "cpu", *, force: bool = False, progress:
     data_cpu = data if cfg.device == "cpu" else _to(data, "cpu")
     metrics, renders = evaluate_avatar(av_cpu, data_cpu)
     save_side_by_side(out / "renders", data_cpu, renders)
+    save_orbit(out / "renders" / "orbit.png", av_cpu, data_cpu, sphere_init(data_cpu, cfg.mesh.radius)[0])
     result = {"psnr": metrics["psnr"], "ssim": metrics["ssim"], "psnr_head": metrics["psnr_head"],
               "heldout_frames": metrics["frames"], "per_frame": metrics["per_frame"],
               "init": gauss_info.get("heldout_init"), "preset": cfg.preset,

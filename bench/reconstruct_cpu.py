@@ -2,8 +2,9 @@
 
     python bench/reconstruct_cpu.py [--root /tmp/st_bench] [--threads 2]
 
-Preprocesses franck.webm (60 s at 3 fps, 128 px: 180 frames, every 10th held out) and times the
-reconstruction (the preset's target: under 20 minutes on 2 CPU cores).
+Preprocesses franck.webm with the settings of `make demo` (20 s from 10 s at 5 fps, 256 px: 100
+frames, every 10th held out) and times the reconstruction (the preset's target: under 20 minutes
+on 2 CPU cores). The ablation runs use `--start 0 --duration 60 --fps 3 --size 128`.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ def main(argv=None) -> int:
     ap.add_argument("--root", default="/tmp/styletalker_bench_cpu")
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    ap.add_argument("--duration", type=float, default=60.0)
-    ap.add_argument("--fps", type=float, default=3.0)
-    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--start", type=float, default=10.0)
+    ap.add_argument("--duration", type=float, default=20.0)
+    ap.add_argument("--fps", type=float, default=5.0)
+    ap.add_argument("--size", type=int, default=256)
     args = ap.parse_args(argv)
 
     import torch
@@ -38,7 +40,7 @@ def main(argv=None) -> int:
     if (root / "reconstruct").exists():
         shutil.rmtree(root / "reconstruct")
     t = time.time()
-    run_preprocess(sample_video(), root, duration=args.duration, fps=args.fps, size=args.size, progress=False)
+    run_preprocess(sample_video(), root, start=args.start, duration=args.duration, fps=args.fps, size=args.size, progress=False)
     t_pre = time.time() - t
     t = time.time()
     run_reconstruct(root, preset=args.preset, progress=False, device="cpu")

@@ -277,12 +277,7 @@ def run_animate(target, driver, output=None, *, edit: str | None = None, start: 
         raise InputError("--scale must be positive")
     scene = load_scene(target, edit)
     driver = Path(driver)
-    if output is None:
-        base = scene.work if scene.work is not None else Path(scene.source).parent
-        output = base / "renders" / f"animate_{driver.stem}{'_' + edit if edit else ''}.mp4"
-    output = Path(output)
-    if output.suffix.lower() != ".mp4":
-        raise InputError(f"{output}: the output must be an .mp4 file")
+    output = _video_output(scene, output, f"animate_{driver.stem}", edit, "the output")
     track = track_video(driver, start=start, duration=duration, fps=fps, max_frames=max_frames,
                         size=max(128, int(round(scene.height * scale))), progress=show_progress,
                         return_frames=side_by_side)
@@ -323,6 +318,17 @@ def run_animate(target, driver, output=None, *, edit: str | None = None, start: 
             "poses": poses[src], "expression": expr[src]}
 
 
+def _video_output(scene, output, stem: str, edit: str | None, what: str) -> Path:
+    """``output`` as a Path (default ``WORK/renders/<stem>[_<edit>].mp4``), checked to be an .mp4."""
+    if output is None:
+        base = scene.work if scene.work is not None else Path(scene.source).parent
+        output = base / "renders" / f"{stem}{'_' + edit if edit else ''}.mp4"
+    output = Path(output)
+    if output.suffix.lower() != ".mp4":
+        raise InputError(f"{output}: {what} must be an .mp4 file")
+    return output
+
+
 def render_orbit(target, output=None, *, edit: str | None = None, frames: int = 60, degrees: float = 60.0,
                  fps: float = 25.0, mode: str = "swing", scale: float = 1.0, show_progress: bool = True) -> dict:
     from .video import write_video
@@ -334,12 +340,7 @@ def render_orbit(target, output=None, *, edit: str | None = None, frames: int = 
     if scale <= 0:
         raise InputError("--scale must be positive")
     scene = load_scene(target, edit)
-    if output is None:
-        base = scene.work if scene.work is not None else Path(scene.source).parent
-        output = base / "renders" / f"orbit{'_' + edit if edit else ''}.mp4"
-    output = Path(output)
-    if output.suffix.lower() != ".mp4":
-        raise InputError(f"{output}: the orbit output must be an .mp4 file")
+    output = _video_output(scene, output, "orbit", edit, "the orbit output")
     poses = orbit_poses(scene.ref_pose.numpy(), head_pivot(scene.avatar), frames, degrees, mode)
 
     def gen():

@@ -36,7 +36,10 @@ class LandmarkDetector:
             min_face_detection_confidence=0.3, min_face_presence_confidence=0.3,
         )
         self._mp = mp
-        self._lm = vision.FaceLandmarker.create_from_options(opts)
+        from ..native_log import quiet_native_stderr
+
+        with quiet_native_stderr():
+            self._lm = vision.FaceLandmarker.create_from_options(opts)
 
     def close(self):
         self._lm.close()

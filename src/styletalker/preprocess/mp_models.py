@@ -24,6 +24,7 @@ import numpy as np
 
 from ..assets import face_landmarker_path
 from ..errors import MissingModelError
+from ..native_log import QuietFirstCall, quiet_native_stderr
 
 FOV_Y_DEG = 63.0
 # OpenGL (y up, z to viewer) <-> OpenCV (y down, z forward); a proper rotation (det +1).
@@ -123,7 +124,8 @@ def create_landmarker(num_faces: int = 2, path: Path | None = None):
         output_facial_transformation_matrixes=True,
     )
     try:
-        return vision.FaceLandmarker.create_from_options(opts)
+        with quiet_native_stderr():
+            return vision.FaceLandmarker.create_from_options(opts)
     except Exception as e:  # corrupt / wrong model file
         raise MissingModelError(f"{path}: cannot load the face landmarker ({e})") from None
 
@@ -132,4 +134,5 @@ def create_segmenter():
     """MediaPipe selfie segmentation (general model, bundled with mediapipe 0.10.21)."""
     from mediapipe.python.solutions import selfie_segmentation
 
-    return selfie_segmentation.SelfieSegmentation(model_selection=0)
+    # the graph starts (and logs) on the first process() call
+    return QuietFirstCall(selfie_segmentation.SelfieSegmentation(model_selection=0), "process")

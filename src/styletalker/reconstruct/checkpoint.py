@@ -40,6 +40,18 @@ def load_state(path: Path) -> dict | None:
     return st
 
 
+def resume_from(st: dict | None, opt, gen: torch.Generator, stage: str, total: int) -> tuple[int, dict]:
+    """Restore the optimizer and sampling generator of a loaded checkpoint ``st`` (model weights
+    are the caller's); returns ``(start_iteration, info)``, ``(0, {})`` without a checkpoint."""
+    if st is None:
+        return 0, {}
+    opt.load_state_dict(st["optimizer"])
+    gen.set_state(st["generator"])
+    start = int(st["iteration"])
+    log(f"{stage}: resuming at iteration {start}/{total}")
+    return start, st.get("info", {})
+
+
 class _SigintFlag:
     """Turn Ctrl-C into a flag checked between iterations (so a checkpoint is consistent)."""
 

@@ -19,7 +19,7 @@ import torch
 from ..errors import InputError, MissingStageError
 from ..workdir import atomic_write_json, is_complete, log, mark_complete, read_json
 from . import config as C
-from .checkpoint import load_state, save_state, train_loop
+from .checkpoint import load_state, resume_from, save_state, train_loop
 from .data import ReconData, from_dataset
 from .dmtet import DMTetHead
 from .evaluate import evaluate_avatar, evaluate_mesh, save_orbit, save_side_by_side
@@ -87,16 +87,10 @@ def run_mesh_stage(cfg: C.ReconstructConfig, data: ReconData, folder: Path, show
     model = model.to(cfg.device)
     opt = mesh_optimizer(model, tc)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    start = 0
-    info = {}
     if st is not None:
         model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        gen.set_state(st["generator"])
-        start = int(st["iteration"])
-        info = st.get("info", {})
-        log(f"mesh stage: resuming at iteration {start}/{tc.iters}")
-    else:
+    start, info = resume_from(st, opt, gen, "mesh stage", tc.iters)
+    if st is None:
         info["heldout_init"] = mesh_eval(model, data, _eval_frames(data), tc)
     t0 = time.time()
     warm = int(tc.deform_warmup * tc.iters)
@@ -214,15 +208,8 @@ def run_gauss_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead 
     av = av.to(cfg.device)
     opt = gauss_optimizer(av, tc)
     gen = torch.Generator().manual_seed(cfg.seed + 2)
-    start = 0
-    info = {}
-    if st is not None:
-        opt.load_state_dict(st["optimizer"])
-        gen.set_state(st["generator"])
-        start = int(st["iteration"])
-        info = st.get("info", {})
-        log(f"gaussian stage: resuming at iteration {start}/{tc.iters}")
-    else:
+    start, info = resume_from(st, opt, gen, "gaussian stage", tc.iters)
+    if st is None:
         m0, _ = evaluate_avatar(av, data, _eval_frames(data))
         info["heldout_init"] = {"psnr": m0["psnr"], "ssim": m0["ssim"]}
     src = SampleSource(data, views, tc.prior_prob)

@@ -357,7 +357,7 @@ def render_view(target, output, *, edit: str | None = None, frame: int | None = 
                 scale: float = 1.0) -> dict:
     """Render one image: the pose + expression of preprocessed frame ``frame`` (default: the
     reference pose with the neutral expression), optionally turned by ``yaw`` degrees."""
-    from .edit.loop import _write_png
+    from .workdir import write_image
 
     scene = load_scene(target, edit)
     output = Path(output)
@@ -378,13 +378,5 @@ def render_view(target, output, *, edit: str | None = None, frame: int | None = 
         P = orbit_poses(pose.numpy(), head_pivot(scene.avatar), 2, 2 * abs(yaw), "turn")
         pose = torch.from_numpy(P[1] if yaw > 0 else P[0]).float()
     img = scene.render(expr, pose, scale)
-    if output.suffix.lower() == ".png":
-        _write_png(output, img)
-    else:
-        import cv2
-
-        from .workdir import atomic_write_bytes
-
-        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)[..., ::-1]))
-        atomic_write_bytes(output, buf.tobytes())
+    write_image(output, img)
     return {"output": str(output), "image": img}

@@ -40,6 +40,31 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def encode_image(img, ext: str = ".png") -> bytes:
+    """``.png`` (or ``.jpg``) encoding of an (H, W) grey or (H, W, 3) RGB image: uint8, or float
+    in [0, 1] (numpy array or torch tensor; clipped and rounded)."""
+    import cv2
+    import numpy as np
+
+    a = img.detach().cpu().numpy() if hasattr(img, "detach") else np.asarray(img)
+    if a.dtype != np.uint8:
+        a = (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if a.ndim == 3:
+        a = cv2.cvtColor(np.ascontiguousarray(a), cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 3] if ext.lower() == ".png" else []
+    ok, buf = cv2.imencode(ext, a, params)
+    if not ok:  # pragma: no cover
+        raise RuntimeError(f"{ext} encoding failed")
+    return buf.tobytes()
+
+
+def write_image(path: str | os.PathLike, img) -> Path:
+    """Atomically write ``img`` (see :func:`encode_image`) in the format of the path's suffix."""
+    path = Path(path)
+    atomic_write_bytes(path, encode_image(img, path.suffix or ".png"))
+    return path
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, MissingStageError
-from ..workdir import atomic_path, atomic_write_json, is_complete, log, mark_complete, progress, read_json
+from ..workdir import atomic_path, atomic_write_json, is_complete, log, mark_complete, progress, read_json, write_image
 from .weighting import (DEFAULT_ALPHA, DEFAULT_B_MEAN, DEFAULT_B_STD, DEFAULT_BOUNDARY, edit_loss,
                         landmark_weight, render_with_weight, sample_b)
 
@@ -130,17 +130,6 @@ def _to_u8(img: np.ndarray) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def _write_png(path: Path, img: np.ndarray) -> None:
-    import cv2
-
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(_to_u8(img)[..., ::-1]))
-    if not ok:  # pragma: no cover
-        raise OSError(f"could not encode {path}")
-    from ..workdir import atomic_write_bytes
-
-    atomic_write_bytes(path, buf.tobytes())
-
-
 def _read_png(path: Path) -> np.ndarray:
     import cv2
 
@@ -207,7 +196,7 @@ def edit_avatar(avatar, data, editor, opts: EditOptions, out_dir: Path | None = 
                 state.edited[i], state.strengths[i] = ed, float(b)
                 state.n_edits += 1
                 if ds_dir is not None:
-                    _write_png(ds_dir / f"{data.frame_id(i):06d}.png", ed)
+                    write_image(ds_dir / f"{data.frame_id(i):06d}.png", ed)
             ed_t = torch.from_numpy(state.edited[i])
             b = state.strengths[i]
             g = _gaussians(avatar, data.expression[i], i, opts.train, geo_cache)
@@ -425,10 +414,10 @@ def write_previews(avatar0, avatar, data, out: Path, state: EditState, n: int = 
     for i in (data.test_idx.tolist() or data.train_idx.tolist())[:n]:
         r1 = rend(avatar, i)
         rows.append(np.concatenate([data.original(i), rend(avatar0, i), r1], axis=1))
-        _write_png(out / "previews" / f"view_{data.frame_id(i):06d}.png", r1)
+        write_image(out / "previews" / f"view_{data.frame_id(i):06d}.png", r1)
     if rows:
-        _write_png(out / "previews" / "heldout.png", np.concatenate(rows, axis=0))
+        write_image(out / "previews" / "heldout.png", np.concatenate(rows, axis=0))
     rows = [np.concatenate([data.original(i), state.edited[i], rend(avatar, i)], axis=1)
             for i in sorted(state.edited)[:n]]
     if rows:
-        _write_png(out / "previews" / "training.png", np.concatenate(rows, axis=0))
+        write_image(out / "previews" / "training.png", np.concatenate(rows, axis=0))

@@ -17,8 +17,8 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
-from ..workdir import (atomic_path, atomic_write_bytes, atomic_write_json, is_complete, log, mark_complete,
-                       progress as progress_bar, read_json, replace_dir)
+from ..workdir import (atomic_path, atomic_write_json, is_complete, log, mark_complete, progress as progress_bar,
+                       read_json, replace_dir, write_image)
 from . import geometry as geo
 from . import mp_models
 from .overlay import draw_overlay
@@ -34,17 +34,6 @@ TRACK_KEYS = ("frame_index", "time", "K", "world_to_cam", "expression", "landmar
 def _source_id(video: Path) -> dict:
     st = video.stat()
     return {"path": str(video.resolve()), "bytes": st.st_size, "mtime": int(st.st_mtime)}
-
-
-def _png_bytes(img: np.ndarray) -> bytes:
-    import cv2
-
-    if img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:  # pragma: no cover
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
 
 
 def read_png(path, *, gray: bool = False) -> np.ndarray:
@@ -153,8 +142,8 @@ def run_preprocess(
                 crop_src = geo.crop_and_resize(img, box, None)
                 crop = geo.crop_and_resize(img, box, o.size)
                 mask = person_mask(seg, crop_src, o.size, tr["landmarks2d"][k], valid=valid)
-                atomic_write_bytes(mdir / frame_name(k), _png_bytes(mask))
-                atomic_write_bytes(fdir / frame_name(k), _png_bytes(crop))
+                write_image(mdir / frame_name(k), mask)
+                write_image(fdir / frame_name(k), crop)
                 todo_set.discard(k)
                 bar.update(1)
         finally:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..metrics import psnr, ssim
+from ..workdir import write_image
 from .data import ReconData
 
 
@@ -73,24 +74,13 @@ def evaluate_mesh(model, data: ReconData, indices=None) -> tuple[dict, dict]:
 
 def save_side_by_side(folder: Path, data: ReconData, renders: dict, limit: int = 4, prefix: str = "heldout") -> list[Path]:
     """PNG per held-out frame: [target | render | |difference| x4]."""
-    import io
-
-    from PIL import Image
-
-    from ..workdir import atomic_write_bytes
-
     out = []
     folder = Path(folder)
     for i in list(renders)[:limit]:
         img = renders[i]
         ref = data.target[i]
         diff = ((img - ref).abs() * 4).clamp(0, 1)
-        row = torch.cat([ref, img, diff], 1)
-        buf = io.BytesIO()
-        Image.fromarray((row.numpy() * 255).round().astype(np.uint8)).save(buf, format="PNG")
-        p = folder / f"{prefix}_{int(i):04d}.png"
-        atomic_write_bytes(p, buf.getvalue())
-        out.append(p)
+        out.append(write_image(folder / f"{prefix}_{int(i):04d}.png", torch.cat([ref, img, diff], 1)))
     return out
 
 
@@ -98,12 +88,7 @@ def save_side_by_side(folder: Path, data: ReconData, renders: dict, limit: int =
 def save_orbit(path: Path, avatar, data: ReconData, center, yaws=(-90, -45, 0, 45, 90)) -> Path:
     """The avatar at the neutral frame's expression and pose, turned about the head's vertical axis
     (side views have no ground truth in a monocular video: this is for looking at)."""
-    import io
-
-    from PIL import Image
-
     from ..render import Camera
-    from ..workdir import atomic_write_bytes
     from .prior import yaw_matrix
 
     n = data.neutral_index
@@ -111,11 +96,7 @@ def save_orbit(path: Path, avatar, data: ReconData, center, yaws=(-90, -45, 0, 4
     for y in yaws:
         cam = Camera(data.K[n], data.world_to_cam[n] @ yaw_matrix(float(y), center), data.width, data.height)
         ims.append(avatar.render(data.expression[n], cam, background=data.background).image.clamp(0, 1))
-    row = torch.cat(ims, 1)
-    buf = io.BytesIO()
-    Image.fromarray((row.numpy() * 255).round().astype(np.uint8)).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
+    return write_image(path, torch.cat(ims, 1))
 
 
 def recompute_metrics(work, write: bool = True) -> dict:

@@ -360,17 +360,9 @@ def _save_ply(path: Path, av) -> None:
 
 
 def _save_prior_montage(path: Path, views) -> None:
-    import io
+    from ..workdir import write_image
 
-    import numpy as np
-    from PIL import Image
-
-    from ..workdir import atomic_write_bytes
-
-    row = torch.cat(list(views.images), 1)
-    buf = io.BytesIO()
-    Image.fromarray((row.clamp(0, 1).numpy() * 255).round().astype(np.uint8)).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    write_image(path, torch.cat(list(views.images), 1))
 
 
 # short option names used by the CLI and by callers

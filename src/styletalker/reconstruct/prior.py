@@ -342,19 +342,14 @@ def get_prior(name: str, model_path: str | os.PathLike | None = None, device="cp
 
 # ---------------------------------------------------------------------------------------------
 def save_views(folder: Path, views: PriorViews, **info) -> None:
-    from ..workdir import atomic_path, atomic_write_bytes
-    import io
-
-    from PIL import Image
+    from ..workdir import atomic_path, write_image
 
     folder = Path(folder)
     for sub in ("views", "masks"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     for k in range(len(views)):
         for sub, arr in (("views", views.images[k]), ("masks", views.masks[k].expand(-1, -1, 1)[..., 0])):
-            buf = io.BytesIO()
-            Image.fromarray((arr.clamp(0, 1).numpy() * 255).round().astype(np.uint8)).save(buf, format="PNG")
-            atomic_write_bytes(folder / sub / f"{k:03d}.png", buf.getvalue())
+            write_image(folder / sub / f"{k:03d}.png", arr)
     with atomic_path(folder / "cameras.npz") as tmp:
         np.savez(tmp, K=views.K.numpy(), world_to_cam=views.world_to_cam.numpy(), yaw_deg=np.array(views.yaw_deg),
                  expression=views.expression.numpy())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -21,6 +22,7 @@ class VideoInfo:
     fps: float
     duration: float | None  # seconds, None when the container does not say
     frames: int | None  # estimated frame count, None when unknown
+    rotation: int = 0  # degrees counter-clockwise applied to show the frames upright (phone videos)
 
 
 def _open(path: str | os.PathLike):
@@ -43,7 +45,27 @@ def _open(path: str | os.PathLike):
     return container
 
 
+def _upright_turns(frame) -> int:
+    """Quarter turns counter-clockwise that show ``frame`` upright, from its display matrix (phone
+    videos are stored sideways with a rotation flag; ffmpeg's player and CLI rotate the same way)."""
+    try:
+        r = float(getattr(frame, "rotation", 0) or 0)
+    except Exception:  # no/odd display matrix
+        return 0
+    return int(round(r / 90.0)) % 4 if math.isfinite(r) else 0
+
+
+def _first_frame_turns(container, stream) -> int:
+    try:
+        for frame in container.decode(stream):
+            return _upright_turns(frame)
+    except Exception:  # unreadable first frame: reported when the frames are decoded
+        pass
+    return 0
+
+
 def probe(path: str | os.PathLike) -> VideoInfo:
+    """Size (as displayed, i.e. after the rotation flag), frame rate, duration of a video."""
     c = _open(path)
     try:
         s = c.streams.video[0]
@@ -55,7 +77,11 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         elif c.duration is not None:
             duration = c.duration / 1_000_000
         frames = s.frames or (int(round(duration * fps)) if duration else None)
-        return VideoInfo(str(path), s.codec_context.width, s.codec_context.height, fps, duration, frames or None)
+        w, h = s.codec_context.width, s.codec_context.height
+        turns = _first_frame_turns(c, s)
+        if turns % 2:
+            w, h = h, w
+        return VideoInfo(str(path), w, h, fps, duration, frames or None, rotation=90 * turns)
     finally:
         c.close()
 
@@ -68,7 +94,8 @@ def iter_frames(
     fps: float | None = None,
     max_frames: int | None = None,
 ) -> Iterator[tuple[int, float, np.ndarray]]:
-    """Yield ``(index, time_s, rgb_uint8[H,W,3])`` for decoded frames.
+    """Yield ``(index, time_s, rgb_uint8[H,W,3])`` for decoded frames, turned upright when the
+    video carries a rotation flag (display matrix), as players show them.
 
     ``start``/``duration`` select a time window (seconds); ``fps`` subsamples to at most
     that rate; ``max_frames`` stops early. ``index`` counts decoded source frames.
@@ -97,7 +124,9 @@ def iter_frames(
                     next_t += step
                     if next_t <= t + 1e-6:
                         next_t += step * (int((t + 1e-6 - next_t) / step) + 1)
-                yield idx, t, np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+                img = frame.to_ndarray(format="rgb24")
+                turns = _upright_turns(frame)
+                yield idx, t, np.ascontiguousarray(np.rot90(img, turns) if turns else img)
                 n_out += 1
                 if max_frames is not None and n_out >= max_frames:
                     break

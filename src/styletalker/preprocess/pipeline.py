@@ -112,7 +112,8 @@ def run_preprocess(
     else:
         raw = detect_faces(video, o, show_progress=progress)  # raises InputError before anything is written
         tr = solve_geometry(raw, o)
-        raw_info = {k: raw[k] for k in ("width", "height", "source_fps", "decoded", "dropped", "multi_face_frames")}
+        raw_info = {k: raw[k] for k in ("width", "height", "rotation", "source_fps", "decoded", "dropped",
+                                        "multi_face_frames")}
         partial.mkdir(parents=True, exist_ok=True)
         atomic_write_json(partial / "options.json", opts)
         with atomic_path(track_npz) as tmp:
@@ -182,7 +183,7 @@ def run_preprocess(
     manifest = {
         "format_version": FORMAT_VERSION,
         "source": {**_source_id(video), "width": raw_info["width"], "height": raw_info["height"],
-                   "fps": raw_info["source_fps"]},
+                   "rotation": raw_info.get("rotation", 0), "fps": raw_info["source_fps"]},
         "window": {"start": o.start, "duration": o.duration, "fps": o.fps, "max_frames": o.max_frames},
         "fps": out_fps,
         "num_frames": n,

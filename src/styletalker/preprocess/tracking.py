@@ -211,6 +211,7 @@ def detect_faces(video, o: TrackOptions, *, show_progress: bool = True) -> dict:
     return {
         "width": info.width,
         "height": info.height,
+        "rotation": info.rotation,
         "source_fps": info.fps,
         "frame_index": np.array(kept_idx, dtype=np.int64),
         "time": np.array(kept_t, dtype=np.float64),

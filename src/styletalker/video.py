@@ -150,7 +150,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
     """
     import av
 
-    from .workdir import atomic_path
+    from .workdir import atomic_path, to_uint8
 
     path = Path(path)
     n = 0
@@ -161,7 +161,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
             for img in frames:
                 img = np.asarray(img)
                 if img.dtype != np.uint8:
-                    img = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8) if img.dtype.kind == "f" else img.astype(np.uint8)
+                    img = to_uint8(img) if img.dtype.kind == "f" else img.astype(np.uint8)
                 h, w = img.shape[:2]
                 ph, pw = h + (h % 2), w + (w % 2)
                 if (ph, pw) != (h, w):

@@ -48,15 +48,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def to_uint8(img):
+    """An image as uint8: uint8 arrays as they are, anything else read as [0, 1] (clipped, rounded)."""
+    import numpy as np
+
+    a = np.asarray(img)
+    return a if a.dtype == np.uint8 else (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
 def encode_image(img, ext: str = ".png") -> bytes:
     """``.png`` (or ``.jpg``) encoding of an (H, W) grey or (H, W, 3) RGB image: uint8, or float
     in [0, 1] (numpy array or torch tensor; clipped and rounded)."""
     import cv2
     import numpy as np
 
-    a = img.detach().cpu().numpy() if hasattr(img, "detach") else np.asarray(img)
-    if a.dtype != np.uint8:
-        a = (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
+    a = to_uint8(img.detach().cpu().numpy() if hasattr(img, "detach") else img)
     if a.ndim == 3:
         a = cv2.cvtColor(np.ascontiguousarray(a), cv2.COLOR_RGB2BGR)
     params = [cv2.IMWRITE_PNG_COMPRESSION, 3] if ext.lower() == ".png" else []

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError, MissingStageError
-from ..workdir import atomic_path, atomic_write_json, is_complete, log, mark_complete, progress, read_json, write_image
+from ..workdir import (atomic_path, atomic_write_json, is_complete, log, mark_complete, progress, read_json, to_uint8,
+                       write_image)
 from .weighting import (DEFAULT_ALPHA, DEFAULT_B_MEAN, DEFAULT_B_STD, DEFAULT_BOUNDARY, edit_loss,
                         landmark_weight, render_with_weight, sample_b)
 
@@ -126,10 +127,6 @@ def trainable_parameters(avatar, train: str = "color", lr: float = 0.02, lr_mlp:
     return groups
 
 
-def _to_u8(img: np.ndarray) -> np.ndarray:
-    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
 def _read_png(path: Path) -> np.ndarray:
     import cv2
 
@@ -192,7 +189,7 @@ def edit_avatar(avatar, data, editor, opts: EditOptions, out_dir: Path | None = 
                     with torch.no_grad():
                         cur = avatar.render(data.expression[i], data.camera(i), background=bg_t).image.numpy()
                 ed = editor.edit(cur, data.original(i), opts.prompt, b, data.face(i), seed=seed)
-                ed = _to_u8(ed).astype(np.float32) / 255.0  # what is stored is what is trained on
+                ed = to_uint8(ed).astype(np.float32) / 255.0  # what is stored is what is trained on
                 state.edited[i], state.strengths[i] = ed, float(b)
                 state.n_edits += 1
                 if ds_dir is not None:

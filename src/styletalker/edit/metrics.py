@@ -54,9 +54,9 @@ class LandmarkDetector:
         """(H,W,3) float [0,1] or uint8 -> (478,2) pixel coords in ``img`` (None if no face)."""
         import cv2
 
-        a = np.asarray(img)
-        if a.dtype != np.uint8:
-            a = (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
+        from ..workdir import to_uint8
+
+        a = to_uint8(img)
         H, W = a.shape[:2]
         s = max(1.0, DETECT_MIN_SIZE / max(H, W))
         if s > 1:

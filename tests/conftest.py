@@ -39,3 +39,26 @@ def franck_avatar_work(franck_work):
 
     run_reconstruct(franck_work, preset="test", progress=False)
     return franck_work
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_cache(tmp_path_factory):
+    """A Hugging Face cache (hub layout) holding the tiny random Instruct-Pix2Pix, SVD and CLIP
+    models of tests/tiny_models.py under their ids."""
+    pytest.importorskip("diffusers")
+    from tiny_models import (TINY_CLIP_ID, TINY_IP2P_ID, TINY_SVD_ID, make_tiny_clip, make_tiny_ip2p, make_tiny_svd,
+                             put_in_hf_cache)
+
+    cache = tmp_path_factory.mktemp("hf_home") / "hub"
+    for repo_id, build in ((TINY_IP2P_ID, make_tiny_ip2p), (TINY_SVD_ID, make_tiny_svd), (TINY_CLIP_ID, make_tiny_clip)):
+        put_in_hf_cache(cache, repo_id, build)
+    return cache
+
+
+@pytest.fixture
+def hf_offline(tiny_hf_cache, monkeypatch):
+    """HF_HOME / HF_HUB_CACHE pointing at :func:`tiny_hf_cache`, HF_HUB_OFFLINE=1."""
+    monkeypatch.setenv("HF_HOME", str(tiny_hf_cache.parent))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tiny_hf_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tiny_hf_cache

@@ -6,42 +6,10 @@ import numpy as np
 import pytest
 
 from styletalker.errors import MissingModelError
+from tiny_models import TINY_IP2P_ID, make_tiny_ip2p
 
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
-
-
-def make_tiny_ip2p(path):
-    import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=8, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=16, norm_num_groups=4, attention_head_dim=2)
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, sample_size=32)
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "!": 2}
-    for c in "abcdefghijklmnopqrstuvwxyz":
-        vocab[c] = len(vocab)
-        vocab[c + "</w>"] = len(vocab)
-    tok = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16)  # transformers 5: vocab=dict, merges=list
-    te = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1, projection_dim=16))
-    # make the (random) text encoder matter: large token embeddings
-    with torch.no_grad():
-        te.get_input_embeddings().weight.mul_(20.0)
-    sch = DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
-                        beta_end=0.012, clip_sample=False)
-    pipe = StableDiffusionInstructPix2PixPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet, scheduler=sch,
-                                                  safety_checker=None, feature_extractor=None,
-                                                  requires_safety_checker=False)
-    pipe.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +45,17 @@ def test_tiny_pipeline_edits(editor):
     assert editor.describe()["editor"] == "ip2p"
 
 
-def test_missing_or_invalid_model_path(tmp_path):
+def test_missing_or_invalid_model_path(tmp_path, monkeypatch):
     from styletalker.edit.editors import get_editor
 
-    with pytest.raises(MissingModelError, match="--editor-model"):
+    # no --editor-model: the default id, not in this (empty) cache and offline -> how to fetch it
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(MissingModelError, match="--editor-model timbrooks/instruct-pix2pix") as ei:
         get_editor("ip2p")
+    msg = str(ei.value)
+    assert "hf download timbrooks/instruct-pix2pix" in msg and "HF_HUB_OFFLINE=1" in msg
+    assert str(tmp_path / "empty_cache") in msg and "HF_HOME" in msg
     with pytest.raises(MissingModelError, match="not found"):
         get_editor("ip2p", model_path=tmp_path / "nope")
     (tmp_path / "empty").mkdir()
@@ -92,6 +66,58 @@ def test_missing_or_invalid_model_path(tmp_path):
     (bad / "model_index.json").write_text("{not json")
     with pytest.raises(MissingModelError, match="could not load"):
         get_editor("ip2p", model_path=bad)
+
+
+def test_load_by_id_from_hf_cache_offline(hf_offline):
+    """The tiny pipeline stored in a Hugging Face cache (hub layout) loads by id with HF_HUB_OFFLINE=1
+    and edits exactly like the same pipeline loaded from its snapshot folder."""
+    from styletalker.edit.editors import get_editor
+
+    ed = get_editor("ip2p", model_path=TINY_IP2P_ID, steps=2, size=32)
+    snap = next((hf_offline / "models--styletalker-tests--tiny-instruct-pix2pix" / "snapshots").iterdir())
+    assert ed.model_path == str(snap) and ed.describe()["model"] == TINY_IP2P_ID
+    ref = get_editor("ip2p", model_path=snap, steps=2, size=32)
+    img = np.random.default_rng(1).random((24, 24, 3)).astype(np.float32)
+    assert np.array_equal(ed.edit(img, img, "make him blue", 0.6, None, seed=3),
+                          ref.edit(img, img, "make him blue", 0.6, None, seed=3))
+    with pytest.raises(MissingModelError, match="styletalker-tests/not-there.*hf download styletalker-tests/not-there"):
+        get_editor("ip2p", model_path="styletalker-tests/not-there")
+
+
+@pytest.mark.parametrize("dtype_name", ["bfloat16", "float16"])
+def test_half_precision_weights_on_cpu(tiny_model, dtype_name):
+    """dtype/device plumbing: weights loaded in half precision, every input cast to it; the result
+    is float32 and close to the float32 pipeline's."""
+    import torch
+
+    from styletalker.device import module_placement
+    from styletalker.edit.editors import get_editor
+
+    dt = getattr(torch, dtype_name)
+    half = get_editor("ip2p", model_path=tiny_model, steps=2, size=32, device="cpu", dtype=dt)
+    full = get_editor("ip2p", model_path=tiny_model, steps=2, size=32, device="cpu")
+    assert module_placement(half.pipe.unet, half.pipe.vae, half.pipe.text_encoder) == (torch.device("cpu"), dt)
+    assert module_placement(full.pipe.unet, full.pipe.vae, full.pipe.text_encoder) == (torch.device("cpu"), torch.float32)
+    yy, xx = np.mgrid[0:32, 0:32] / 32.0
+    img = np.stack([xx, yy, 0.5 + 0 * xx], -1).astype(np.float32)
+    a = half.edit(img, img, "make him blue", 0.5, None, seed=0)
+    b = full.edit(img, img, "make him blue", 0.5, None, seed=0)
+    assert a.dtype == np.float32 and np.isfinite(a).all()
+    assert half._text_embeddings("make him blue").dtype == dt
+    diff = np.abs(a - b).mean()
+    assert 0 < diff < 0.05  # same computation in lower precision (measured: bf16 4e-3, fp16 5e-4, vs 0.24 edit)
+
+
+def test_cuda_device_refused_without_gpu(tiny_model):
+    import torch
+
+    from styletalker.edit.editors import get_editor
+    from styletalker.errors import InputError
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(InputError, match="CUDA is not available"):
+        get_editor("ip2p", model_path=tiny_model, device="cuda")
 
 
 def test_cli_reports_missing_model(tmp_path, capsys):

@@ -12,6 +12,7 @@ from styletalker.reconstruct.prior import PriorMesh, SymmetricPrior, get_prior, 
 from styletalker.reconstruct.raster import rasterize
 from styletalker.reconstruct.tetgrid import build_tet_grid, marching_tets
 from styletalker.render import Camera, look_at
+from tiny_models import TINY_SVD_ID, make_tiny_svd
 
 
 def _textured_head(size=48, yaw_deg=0.0):
@@ -75,37 +76,10 @@ def test_symmetric_prior_projects_and_mirrors(tmp_path):
     assert torch.allclose(back.world_to_cam, views.world_to_cam)
 
 
-def _build_tiny_svd(path):
-    from diffusers import (AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, StableVideoDiffusionPipeline,
-                           UNetSpatioTemporalConditionModel)
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
-
-    torch.manual_seed(0)
-    unet = UNetSpatioTemporalConditionModel(
-        sample_size=8, in_channels=8, out_channels=4, block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
-        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
-        cross_attention_dim=16, num_attention_heads=(2, 4), layers_per_block=1,
-        addition_time_embed_dim=8, projection_class_embeddings_input_dim=24, num_frames=6)
-    vae = AutoencoderKLTemporalDecoder(in_channels=3, out_channels=3, block_out_channels=(32, 64),
-                                       down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-                                       latent_channels=4, layers_per_block=1, sample_size=16)
-    # the SVD pipeline resizes the conditioning image to 224 for the CLIP encoder
-    enc = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=16, projection_dim=16, num_hidden_layers=1,
-                                                          num_attention_heads=2, image_size=224, patch_size=56,
-                                                          intermediate_size=16))
-    sch = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                 prediction_type="v_prediction", sigma_max=700.0, sigma_min=0.002,
-                                 timestep_spacing="leading", timestep_type="continuous", use_karras_sigmas=True)
-    pipe = StableVideoDiffusionPipeline(vae=vae, image_encoder=enc, unet=unet, scheduler=sch,
-                                        feature_extractor=CLIPImageProcessor(crop_size=224, size=224))
-    pipe.save_pretrained(path)
-
-
 def test_svd_prior_tiny_random_pipeline(tmp_path):
     pytest.importorskip("diffusers")
     path = tmp_path / "tiny_svd"
-    _build_tiny_svd(path)
+    make_tiny_svd(path)
     data, mesh, _ = _textured_head(size=32)
     cams = orbit_cameras(data.K[0], data.world_to_cam[0], (0, 0, 0), 32, 32, n=6, span_deg=120)
     prior = get_prior("svd", path, num_inference_steps=1, orbit_degrees=360.0)
@@ -117,3 +91,20 @@ def test_svd_prior_tiny_random_pipeline(tmp_path):
     assert prior.stats["frames"] == 6
     assert set(prior.stats["picked_frames"]) <= {0, 1, 5}
     assert views.backend == "svd"
+
+
+def test_svd_prior_by_id_from_hf_cache_offline(hf_offline, tmp_path, monkeypatch):
+    """--prior-model accepts a Hugging Face id: the tiny pipeline in a hub-layout cache loads offline;
+    an id that is not cached stops with the command that fetches it."""
+    from styletalker.errors import MissingModelError
+    from styletalker.reconstruct.prior import check_svd_path
+
+    snap = check_svd_path(TINY_SVD_ID)
+    assert snap.parent.parent.name == "models--styletalker-tests--tiny-svd" and (snap / "model_index.json").is_file()
+    prior = get_prior("svd", TINY_SVD_ID, num_inference_steps=1)
+    assert prior._size() == (16, 16) and prior.device == "cpu"
+    assert prior.pipe.unet.dtype == torch.float32
+    with pytest.raises(MissingModelError, match="--prior-model org/missing-svd.*hf download org/missing-svd"):
+        check_svd_path("org/missing-svd")
+    with pytest.raises(MissingModelError, match="--prior-model ID|PATH"):
+        check_svd_path(None)

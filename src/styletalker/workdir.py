@@ -179,6 +179,11 @@ def set_quiet(quiet: bool) -> None:
     _QUIET = bool(quiet)
 
 
+def is_quiet() -> bool:
+    """True under ``styletalker --quiet`` (no progress bars or log lines)."""
+    return _QUIET
+
+
 def progress(iterable: Iterable | None = None, **kw: Any):
     """A tqdm progress bar on stderr, silenced by ``styletalker --quiet``."""
     from tqdm.auto import tqdm

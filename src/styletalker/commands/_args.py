@@ -25,3 +25,12 @@ def positive_float(s: str) -> float:
 
 def nonneg_float(s: str) -> float:
     return _number(float, s, lambda v: v >= 0, ">= 0")
+
+
+def add_device_argument(p) -> None:
+    """``--device auto|cpu|cuda``, the same for every stage (resolved by ``styletalker.device``)."""
+    from ..device import DEFAULT_DEVICE, DEVICES
+
+    p.add_argument("--device", default=DEFAULT_DEVICE, choices=list(DEVICES),
+                   help=f"where torch runs: cuda (Gaussians through gsplat, diffusion models in float16), "
+                        f"cpu, or auto = cuda when a GPU is available (default {DEFAULT_DEVICE})")

@@ -9,13 +9,15 @@ Interrupted runs resume; a finished one is a no-op unless --force. See docs/reco
 
 from __future__ import annotations
 
+from ._args import add_device_argument
+
 
 def add_arguments(p):
     p.add_argument("work", help="work folder (after `styletalker preprocess VIDEO WORK`)")
     p.add_argument("--preset", default="auto", choices=["auto", "test", "cpu", "full"],
                    help="test: seconds (smoke test); cpu: <20 min on 2 cores; full: GPU, paper iteration counts; "
                         "auto: full with CUDA else cpu (default)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_device_argument(p)
     p.add_argument("--force", action="store_true", help="discard an existing reconstruction and start over")
     g = p.add_argument_group("overrides")
     g.add_argument("--mesh-iters", type=int, help="stage-1 (DMTet) iterations")
@@ -25,7 +27,8 @@ def add_arguments(p):
     g.add_argument("--size", type=int, help="train/evaluate at this image size (default: the preprocessed size)")
     g.add_argument("--max-frames", type=int, help="use an evenly spaced subset of at most N frames")
     g.add_argument("--prior", choices=["symmetric", "svd", "none"], help="multi-view prior backend (default symmetric)")
-    g.add_argument("--prior-model", metavar="PATH", help="local diffusers StableVideoDiffusionPipeline folder (--prior svd)")
+    g.add_argument("--prior-model", metavar="ID|PATH",
+                   help="--prior svd: a Hugging Face id or local folder of a diffusers StableVideoDiffusionPipeline")
     g.add_argument("--seed", type=int)
     a = p.add_argument_group("ablations (paper Table 5)")
     a.add_argument("--no-mesh", action="store_true", help="D1: no mesh stage; Gaussians from a unit sphere, MLP_deform trained from scratch")

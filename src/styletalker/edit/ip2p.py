@@ -1,4 +1,4 @@
-"""Instruct-Pix2Pix editor (diffusers), loaded only from a local folder — never downloaded.
+"""Instruct-Pix2Pix editor (diffusers), by Hugging Face id (default timbrooks/instruct-pix2pix) or local folder.
 
 Follows the Instruct-NeRF2NeRF / Instruct-GS2GS recipe the paper builds on: the current *render*
 is encoded to latents and noised to a level set by the edit strength ``b``; the UNet denoises it
@@ -12,9 +12,15 @@ closest to ``s * num_train_timesteps`` (noise level, like IN2N's random t in [0.
 the remaining steps of a ``steps``-step DDIM schedule. So small b keeps the render, large b
 re-generates it from the original image and the text.
 
-``model_path`` is a folder written by ``StableDiffusionInstructPix2PixPipeline.save_pretrained``
-(e.g. a local copy of timbrooks/instruct-pix2pix). A missing or invalid folder raises
-:class:`~styletalker.errors.MissingModelError`.
+``model_path`` is a Hugging Face id or a folder written by
+``StableDiffusionInstructPix2PixPipeline.save_pretrained``, resolved by :mod:`styletalker.hub`
+(cache reuse, download when online, ``HF_HUB_OFFLINE=1``). A missing or invalid folder, or an id
+that is not cached when offline, raises :class:`~styletalker.errors.MissingModelError`.
+
+Device and precision: ``device`` as ``--device`` (``auto``: CUDA when available); the weights are
+loaded in float16 on CUDA and float32 on the CPU (:func:`styletalker.device.model_dtype`, or
+``dtype=``) and every input (images, latents, noise, text embeddings) is cast to that device and
+dtype; the result is float32 on the CPU.
 """
 
 from __future__ import annotations
@@ -32,33 +38,24 @@ from .regions import FaceInfo
 class InstructPix2PixEditor(Editor):
     name = "ip2p"
 
-    def __init__(self, model_path: str | os.PathLike | None, *, steps: int = 20, guidance_scale: float = 7.5,
+    def __init__(self, model_path: str | os.PathLike | None = None, *, steps: int = 20, guidance_scale: float = 7.5,
                  image_guidance_scale: float = 1.5, size: int | None = 512, device: str | None = None,
                  dtype=None):
-        if not model_path:
-            raise MissingModelError(
-                "--editor ip2p needs --editor-model PATH: a local Instruct-Pix2Pix diffusers folder "
-                "(model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/). StyleTalker never "
-                "downloads models; copy e.g. timbrooks/instruct-pix2pix there, or use --editor builtin."
-            )
-        path = Path(model_path)
-        if not path.is_dir():
-            raise MissingModelError(f"{path}: Instruct-Pix2Pix model folder not found (--editor-model)")
-        if not (path / "model_index.json").is_file():
-            raise MissingModelError(
-                f"{path}: not a diffusers pipeline folder (no model_index.json); expected the output of "
-                "StableDiffusionInstructPix2PixPipeline.save_pretrained"
-            )
+        from ..device import check_placement, model_dtype, resolve_device
+        from ..hub import DEFAULT_EDITOR_MODEL, IP2P, resolve_model
+
+        ref = str(model_path) if model_path else DEFAULT_EDITOR_MODEL
+        path = resolve_model(ref, IP2P)  # MissingModelError: folder missing, id not cached offline, ...
         try:
-            import torch
+            import torch  # noqa: F401
             from diffusers import DDIMScheduler, StableDiffusionInstructPix2PixPipeline
         except ImportError as e:  # pragma: no cover - extra not installed
             raise StyleTalkerError(
                 f"--editor ip2p needs the diffusion extra: pip install 'styletalker[diffusion]' ({e})"
             ) from None
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.dtype = dtype or (torch.float16 if self.device == "cuda" else torch.float32)
-        try:  # no download progress bars: everything is local
+        self.device = resolve_device(device)
+        self.dtype = dtype or model_dtype(self.device)  # float16 on CUDA, float32 on the CPU
+        try:  # no loading progress bars: the files are local by now
             from diffusers.utils import logging as diffusers_logging
 
             diffusers_logging.disable_progress_bar()
@@ -73,11 +70,15 @@ class InstructPix2PixEditor(Editor):
                 dtype=self.dtype,
             )
         except Exception as e:
-            raise MissingModelError(f"{path}: could not load an Instruct-Pix2Pix pipeline ({type(e).__name__}: {e})") from None
-        pipe = pipe.to(self.device)
+            raise MissingModelError(f"{ref}: could not load an Instruct-Pix2Pix pipeline from {path} "
+                                    f"({type(e).__name__}: {e})") from None
+        pipe = pipe.to(self.device)  # already in self.dtype (from_pretrained dtype=)
+        # weights and the inputs built below share one device and dtype
+        check_placement(self.device, self.dtype, pipe.unet, pipe.vae, pipe.text_encoder)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
         self.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        self.model = ref
         self.model_path = str(path)
         self.steps = int(steps)
         self.guidance_scale = float(guidance_scale)
@@ -86,7 +87,7 @@ class InstructPix2PixEditor(Editor):
         self._text_cache: dict[str, object] = {}
 
     def describe(self) -> dict:
-        return {"editor": self.name, "model": self.model_path, "steps": self.steps,
+        return {"editor": self.name, "model": self.model, "steps": self.steps,
                 "guidance_scale": self.guidance_scale, "image_guidance_scale": self.image_guidance_scale,
                 "size": self.size}
 

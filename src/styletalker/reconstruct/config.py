@@ -60,9 +60,13 @@ class PriorOptions:
 
 @dataclass
 class GaussOptions:
-    points: int = 20000  # target number of Gaussians (mesh vertices + surface samples)
+    points: int = 20000  # number of Gaussians
     init_opacity: float = 0.8
     retrain_deform: bool = False  # ablation D2: MLP_deform from scratch in stage 2
+    anchor: str = "mesh"  # mesh: Gaussians bound to the stage-1 triangles; free: free centres (format 1)
+    thickness: float = 0.3  # mesh anchor: initial normal scale / in-plane scale (flat discs)
+    attr_bound: float | None = 0.25  # bound of MLP_attr's expression residuals (0: static; None: unbounded)
+    clamp_expression: bool = True  # clamp expressions to the training range before the MLPs
     train: GaussTrainConfig = field(default_factory=GaussTrainConfig)
 
 
@@ -114,6 +118,9 @@ PRESETS: dict[str, dict] = {
 }
 
 
+ANCHORS = ("mesh", "free")
+
+
 def _set(obj, dotted: str, value) -> None:
     parts = dotted.split(".")
     for p in parts[:-1]:
@@ -127,15 +134,10 @@ def _set(obj, dotted: str, value) -> None:
 
 
 def make_config(preset: str = "cpu", device: str = "auto", **overrides) -> ReconstructConfig:
-    """Config for ``preset`` with dotted-key overrides (``None`` values are ignored)."""
-    import torch
+    """Config for ``preset`` with dotted-key overrides (a ``None`` value sets the option to None)."""
+    from ..device import resolve_device
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise InputError(f"unknown device {device!r}; choose cpu, cuda or auto")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda requested but CUDA is not available")
+    device = resolve_device(device)
     if preset == "auto":
         preset = "full" if device == "cuda" else "cpu"
     if preset not in PRESETS:
@@ -144,8 +146,7 @@ def make_config(preset: str = "cpu", device: str = "auto", **overrides) -> Recon
     for k, v in PRESETS[preset].items():
         _set(cfg, k, v)
     for k, v in overrides.items():
-        if v is not None:
-            _set(cfg, k, v)
+        _set(cfg, k, v)
     validate(cfg)
     return cfg
 
@@ -161,6 +162,10 @@ def validate(cfg: ReconstructConfig) -> None:
         raise InputError("--gauss-iters must be >= 1")
     if cfg.data.size is not None and not 32 <= cfg.data.size <= 2048:
         raise InputError("--size must be between 32 and 2048")
+    if cfg.gauss.anchor not in ANCHORS:
+        raise InputError(f"unknown Gaussian anchor {cfg.gauss.anchor!r}; choose from {', '.join(ANCHORS)}")
+    if cfg.gauss.anchor == "mesh" and (not cfg.mesh.enabled or cfg.gauss.retrain_deform):
+        cfg.gauss.anchor = "free"  # the ablations without the stage-1 mesh / its MLP_deform
     if cfg.mesh.res < 4:
         raise InputError("mesh resolution must be >= 4")
     if cfg.prior.views < 1 and cfg.prior.backend != "none":

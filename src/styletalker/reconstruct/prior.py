@@ -11,8 +11,8 @@ extra training images for the Gaussian stage. Backends (``get_prior(name)``):
   head) is filled by harmonic interpolation over the mesh, and the coloured mesh is rendered from
   the prior cameras.
 * ``svd``: a Stable-Video-Diffusion-style image-to-video pipeline (V3D) loaded with
-  ``diffusers.StableVideoDiffusionPipeline.from_pretrained(path)`` from a *local* folder (never
-  downloaded). The neutral frame (head on a white background) is the conditioning image; the
+  ``diffusers.StableVideoDiffusionPipeline.from_pretrained`` by Hugging Face id or local folder
+  (:mod:`styletalker.hub`), float16 on CUDA and float32 on the CPU. The neutral frame (head on a white background) is the conditioning image; the
   generated frames are taken as an orbit of ``orbit_degrees`` starting at the input view (V3D's
   convention) and the frame nearest to each prior camera's yaw is used. Masks: pixels that differ
   from the white background.
@@ -235,47 +235,53 @@ class SymmetricPrior(MultiViewPrior):
 
 # ---------------------------------------------------------------------------------------------
 def check_svd_path(path) -> Path:
-    """Cheap early check of an svd prior model folder (MissingModelError when unusable)."""
+    """Early check of the svd prior model, a Hugging Face id or a local folder (resolved, and
+    downloaded when online and not cached, by :func:`styletalker.hub.resolve_model`); returns its
+    local folder. MissingModelError when unusable."""
+    from ..hub import SVD, resolve_model
+
     if path is None or str(path) == "":
-        raise MissingModelError("the svd prior needs a local model folder: pass --prior-model PATH "
-                                "(a diffusers StableVideoDiffusionPipeline, e.g. V3D weights)")
-    p = Path(path)
-    if not p.exists():
-        raise MissingModelError(f"{p}: prior model folder not found (weights are never downloaded; "
-                                "put a diffusers StableVideoDiffusionPipeline there or use --prior symmetric)")
-    if not (p / "model_index.json").is_file():
-        raise MissingModelError(f"{p}: not a diffusers pipeline folder (no model_index.json)")
-    return p
+        raise MissingModelError("the svd prior needs --prior-model ID|PATH: a Hugging Face id or a local folder "
+                                "of a diffusers StableVideoDiffusionPipeline (e.g. V3D weights), or use --prior symmetric")
+    return resolve_model(path, SVD)
 
 
-def load_svd_pipeline(path, device="cpu"):
-    """``StableVideoDiffusionPipeline`` from a local folder; MissingModelError when unusable."""
+def load_svd_pipeline(path, device="cpu", dtype=None):
+    """``StableVideoDiffusionPipeline`` by id or folder on ``device`` (``auto``/``cpu``/``cuda``), weights
+    in ``dtype`` (default float16 on CUDA, float32 on the CPU); MissingModelError when unusable."""
+    from ..device import check_placement, model_dtype, resolve_device
+
     p = check_svd_path(path)
+    device = resolve_device(device)
+    dtype = dtype or model_dtype(device)
     try:
         from diffusers import StableVideoDiffusionPipeline
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise MissingModelError(f"the svd prior needs diffusers (pip install 'styletalker[diffusion]'): {e}") from None
     try:
-        pipe = StableVideoDiffusionPipeline.from_pretrained(str(p), local_files_only=True)
+        pipe = StableVideoDiffusionPipeline.from_pretrained(str(p), local_files_only=True, dtype=dtype)
     except Exception as e:
-        raise MissingModelError(f"{p}: could not load a StableVideoDiffusionPipeline ({type(e).__name__}: {e})") from None
+        raise MissingModelError(f"{path}: could not load a StableVideoDiffusionPipeline from {p} "
+                                f"({type(e).__name__}: {e})") from None
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    pipe = pipe.to(device)
+    check_placement(device, dtype, pipe.unet, pipe.vae, pipe.image_encoder)
+    return pipe
 
 
 class SVDPrior(MultiViewPrior):
     name = "svd"
 
     def __init__(self, model_path, device="cpu", num_inference_steps: int = 25, orbit_degrees: float = 360.0,
-                 num_frames: int | None = None, seed: int = 0, mask_threshold: float = 0.08):
+                 num_frames: int | None = None, seed: int = 0, mask_threshold: float = 0.08, dtype=None):
         self.model_path = model_path
-        self.device = device
         self.steps = int(num_inference_steps)
         self.orbit = float(orbit_degrees)
         self.num_frames = num_frames
         self.seed = int(seed)
         self.mask_threshold = mask_threshold
-        self.pipe = load_svd_pipeline(model_path, device)  # fail early with a clear message
+        self.pipe = load_svd_pipeline(model_path, device, dtype)  # fail early with a clear message
+        self.device = str(self.pipe.device)
 
     def _size(self) -> tuple[int, int]:
         pipe = self.pipe

@@ -52,11 +52,13 @@ class AvatarScene:
         return Camera(K, world_to_cam.float(), int(round(self.width * scale)), int(round(self.height * scale)))
 
     def render(self, expression, world_to_cam, scale: float = 1.0) -> np.ndarray:
-        bg = torch.tensor(self.background, dtype=torch.float32)
+        """(H,W,3) float image as a CPU numpy array; the inputs go to the avatar's device."""
+        dev = next(self.avatar.parameters()).device
+        bg = torch.tensor(self.background, dtype=torch.float32, device=dev)
         with torch.no_grad():
-            out = self.avatar.render(torch.as_tensor(expression, dtype=torch.float32), self.camera(world_to_cam, scale),
-                                     background=bg)
-        return out.image.clamp(0, 1).numpy()
+            out = self.avatar.render(torch.as_tensor(expression, dtype=torch.float32).to(dev),
+                                     self.camera(world_to_cam, scale).to(dev), background=bg)
+        return out.image.clamp(0, 1).cpu().numpy()
 
 
 def mean_rotation(R: np.ndarray) -> np.ndarray:
@@ -127,7 +129,7 @@ def _background(avatar, work: Path | None) -> tuple[float, float, float]:
     return (1.0, 1.0, 1.0)
 
 
-def load_scene(target, edit: str | None = None) -> AvatarScene:
+def load_scene(target, edit: str | None = None, device: str = "cpu") -> AvatarScene:
     """Load the avatar named by ``target``/``edit`` and how to frame it.
 
     Framing comes from the work folder's preprocessed clip (intrinsics and size of the neutral
@@ -136,9 +138,10 @@ def load_scene(target, edit: str | None = None) -> AvatarScene:
     in front of the face.
     """
     from .avatar import GaussianAvatar
+    from .device import resolve_device
 
     path, work = resolve_avatar_path(target, edit)
-    avatar = GaussianAvatar.load(path)
+    avatar = GaussianAvatar.load(path).to(resolve_device(device))  # device: auto | cpu | cuda
     avatar.eval()
     for p in avatar.parameters():
         p.requires_grad_(False)
@@ -235,7 +238,7 @@ def head_pivot(avatar) -> np.ndarray:
     if m.shape[0] < 10:
         m = g.means
     lo, hi = torch.quantile(m, 0.02, dim=0), torch.quantile(m, 0.98, dim=0)
-    return ((lo + hi) / 2).numpy()
+    return ((lo + hi) / 2).cpu().numpy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,7 +266,7 @@ def _fit_height(img: np.ndarray, h: int) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if img.shape[0] > h else cv2.INTER_CUBIC)
 
 
-def run_animate(target, driver, output=None, *, edit: str | None = None, start: float = 0.0,
+def run_animate(target, driver, output=None, *, edit: str | None = None, device: str = "cpu", start: float = 0.0,
                 duration: float | None = None, max_frames: int | None = None, fps: float | None = None,
                 pose: str = "relative", side_by_side: bool = False, scale: float = 1.0,
                 show_progress: bool = True) -> dict:
@@ -275,7 +278,7 @@ def run_animate(target, driver, output=None, *, edit: str | None = None, start: 
         raise InputError(f"unknown --pose {pose!r}; choose from {', '.join(POSE_MODES)}")
     if scale <= 0:
         raise InputError("--scale must be positive")
-    scene = load_scene(target, edit)
+    scene = load_scene(target, edit, device)
     driver = Path(driver)
     output = _video_output(scene, output, f"animate_{driver.stem}", edit, "the output")
     track = track_video(driver, start=start, duration=duration, fps=fps, max_frames=max_frames,
@@ -330,7 +333,8 @@ def _video_output(scene, output, stem: str, edit: str | None, what: str) -> Path
 
 
 def render_orbit(target, output=None, *, edit: str | None = None, frames: int = 60, degrees: float = 60.0,
-                 fps: float = 25.0, mode: str = "swing", scale: float = 1.0, show_progress: bool = True) -> dict:
+                 fps: float = 25.0, mode: str = "swing", scale: float = 1.0, show_progress: bool = True,
+                 device: str = "cpu") -> dict:
     from .video import write_video
 
     if frames < 2:
@@ -339,7 +343,7 @@ def render_orbit(target, output=None, *, edit: str | None = None, frames: int = 
         raise InputError("--degrees must be in (0, 360]")
     if scale <= 0:
         raise InputError("--scale must be positive")
-    scene = load_scene(target, edit)
+    scene = load_scene(target, edit, device)
     output = _video_output(scene, output, "orbit", edit, "the orbit output")
     poses = orbit_poses(scene.ref_pose.numpy(), head_pivot(scene.avatar), frames, degrees, mode)
 
@@ -354,12 +358,12 @@ def render_orbit(target, output=None, *, edit: str | None = None, frames: int = 
 
 
 def render_view(target, output, *, edit: str | None = None, frame: int | None = None, yaw: float = 0.0,
-                scale: float = 1.0) -> dict:
+                scale: float = 1.0, device: str = "cpu") -> dict:
     """Render one image: the pose + expression of preprocessed frame ``frame`` (default: the
     reference pose with the neutral expression), optionally turned by ``yaw`` degrees."""
     from .workdir import write_image
 
-    scene = load_scene(target, edit)
+    scene = load_scene(target, edit, device)
     output = Path(output)
     if output.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise InputError(f"{output}: the image output must be .png or .jpg")

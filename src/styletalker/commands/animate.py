@@ -5,7 +5,7 @@ its mean pose is applied to the avatar's own reference pose."""
 
 from __future__ import annotations
 
-from ._args import positive_float, positive_int
+from ._args import add_device_argument, positive_float, positive_int
 
 
 def add_arguments(p):
@@ -22,12 +22,13 @@ def add_arguments(p):
                    help="head motion: relative (rotation+translation, default), rotation only, none (expressions only)")
     p.add_argument("--side-by-side", action="store_true", help="put the driver's face crop left of the avatar")
     p.add_argument("--scale", type=positive_float, default=1.0, help="render at SCALE x the avatar's image size")
+    add_device_argument(p)
 
 
 def run(args):
     from ..animate import run_animate
 
-    res = run_animate(args.avatar, args.driver, args.output, edit=args.edit, start=args.start,
+    res = run_animate(args.avatar, args.driver, args.output, edit=args.edit, device=args.device, start=args.start,
                       duration=args.duration, max_frames=args.max_frames, fps=args.fps, pose=args.pose,
                       side_by_side=args.side_by_side, scale=args.scale, show_progress=not args.quiet)
     print(f"animation: {res['output']} ({res['frames']} frames at {res['fps']:g} fps)")

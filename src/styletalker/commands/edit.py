@@ -8,7 +8,8 @@ A complete edit is a no-op unless --force; an interrupted one resumes."""
 
 from __future__ import annotations
 
-from ._args import nonneg_float, positive_float, positive_int
+from ..hub import DEFAULT_EDITOR_MODEL
+from ._args import add_device_argument, nonneg_float, positive_float, positive_int
 
 
 def add_arguments(p):
@@ -18,8 +19,10 @@ def add_arguments(p):
     p.add_argument("--name", default=None, help="edit name: output goes to WORK/edits/NAME/ (default: from the prompt)")
     p.add_argument("--editor", default="builtin", choices=["builtin", "ip2p"],
                    help="2D editor: builtin (offline, documented prompt vocabulary) or ip2p (Instruct-Pix2Pix)")
-    p.add_argument("--editor-model", default=None, metavar="PATH",
-                   help="local diffusers Instruct-Pix2Pix folder for --editor ip2p (never downloaded)")
+    p.add_argument("--editor-model", default=None, metavar="ID|PATH",
+                   help="--editor ip2p: Hugging Face id or local diffusers folder of an Instruct-Pix2Pix pipeline "
+                        f"(default {DEFAULT_EDITOR_MODEL}; ids are downloaded once into the Hugging Face cache)")
+    add_device_argument(p)
     p.add_argument("--ip2p-size", type=positive_int, default=512, metavar="PX",
                    help="ip2p: long side of the images given to the model (default 512)")
     p.add_argument("--ip2p-steps", type=positive_int, default=20, help="ip2p: DDIM steps of a full denoise (default 20)")
@@ -67,7 +70,7 @@ def run(args):
         b_fixed=args.b_fixed, weighting="none" if args.no_landmark_weight else "eq8",
         update_every=args.update_every, train=args.train, lr=args.lr, lr_mlp=args.lr_mlp, seed=args.seed,
         ip2p_size=args.ip2p_size, ip2p_steps=args.ip2p_steps, guidance_scale=args.guidance,
-        image_guidance_scale=args.image_guidance,
+        image_guidance_scale=args.image_guidance, device=args.device,
     )
     print(f"edited avatar: {out / 'avatar.pt'}")
     m = read_json(out / "metrics.json")

@@ -4,7 +4,7 @@ folder (its reconstructed avatar, or --edit NAME) or an avatar .pt file."""
 
 from __future__ import annotations
 
-from ._args import positive_float, positive_int
+from ._args import add_device_argument, positive_float, positive_int
 
 
 def add_arguments(p):
@@ -24,6 +24,7 @@ def add_arguments(p):
     p.add_argument("--scale", type=positive_float, default=1.0, help="render at SCALE x the avatar's image size")
     p.add_argument("--ply", default=None, metavar="OUT.ply",
                    help="export the Gaussians (neutral expression) as a standard 3DGS .ply")
+    add_device_argument(p)
 
 
 def run(args):
@@ -53,7 +54,8 @@ def run(args):
         from ..animate import render_orbit
 
         res = render_orbit(args.avatar, args.output, edit=args.edit, frames=args.frames, degrees=args.degrees,
-                           fps=args.fps, mode=args.orbit_mode, scale=args.scale, show_progress=not args.quiet)
+                           fps=args.fps, mode=args.orbit_mode, scale=args.scale, show_progress=not args.quiet,
+                           device=args.device)
         print(f"orbit video: {res['output']} ({res['frames']} frames)")
         return 0
     if args.output is None and did:
@@ -66,6 +68,7 @@ def run(args):
         base = Path(work) / "renders" if work is not None else Path(".")
         tag = f"frame{args.frame:06d}" if args.frame is not None else "view"
         out = base / f"{tag}{'_' + args.edit if args.edit else ''}.png"
-    res = render_view(args.avatar, out, edit=args.edit, frame=args.frame, yaw=args.yaw, scale=args.scale)
+    res = render_view(args.avatar, out, edit=args.edit, frame=args.frame, yaw=args.yaw, scale=args.scale,
+                      device=args.device)
     print(f"image: {res['output']}")
     return 0

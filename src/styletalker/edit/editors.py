@@ -3,7 +3,7 @@ through Instruct-Pix2Pix to generate an edited image C_edit").
 
 Interface::
 
-    editor = get_editor("builtin")                  # or get_editor("ip2p", model_path=PATH)
+    editor = get_editor("builtin")                  # or get_editor("ip2p", model_path=ID_OR_PATH)
     editor.check_prompt(prompt)                     # raises InputError early for bad prompts
     edited = editor.edit(render, original, prompt, b, face, seed=0)
 
@@ -58,7 +58,9 @@ EDITORS: dict[str, Callable[..., Editor]] = {"builtin": _make_builtin, "ip2p": _
 
 
 def get_editor(name: str = "builtin", model_path=None, **kw) -> Editor:
-    """Create an editor by registry name ("builtin" default, "ip2p" needs ``model_path``)."""
+    """Create an editor by registry name: "builtin" (default) or "ip2p", whose ``model_path`` is a
+    Hugging Face id or local folder (default :data:`styletalker.hub.DEFAULT_EDITOR_MODEL`) and which
+    takes ``device=`` / ``dtype=``."""
     if name not in EDITORS:
         raise InputError(f"unknown editor {name!r}; choose from: {', '.join(sorted(EDITORS))}")
     if name == "builtin":

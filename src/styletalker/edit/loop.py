@@ -168,7 +168,8 @@ def edit_avatar(avatar, data, editor, opts: EditOptions, out_dir: Path | None = 
     with torch.no_grad():
         w_g = landmark_weight(avatar.landmark_distance(), opts.alpha)
     bg = tuple(float(x) for x in data.background)
-    bg_t = torch.tensor(bg)
+    dev = next(avatar.parameters()).device  # the avatar's device: CUDA tensors render through gsplat
+    bg_t = torch.tensor(bg, device=dev)
     train = [int(i) for i in data.train_idx.tolist()]
     if not train:
         raise InputError("the dataset has no training views to edit")
@@ -187,18 +188,18 @@ def edit_avatar(avatar, data, editor, opts: EditOptions, out_dir: Path | None = 
                 cur = None
                 if getattr(editor, "needs_render", True):
                     with torch.no_grad():
-                        cur = avatar.render(data.expression[i], data.camera(i), background=bg_t).image.numpy()
+                        cur = avatar.render(data.expression[i], data.camera(i), background=bg_t).image.cpu().numpy()
                 ed = editor.edit(cur, data.original(i), opts.prompt, b, data.face(i), seed=seed)
                 ed = to_uint8(ed).astype(np.float32) / 255.0  # what is stored is what is trained on
                 state.edited[i], state.strengths[i] = ed, float(b)
                 state.n_edits += 1
                 if ds_dir is not None:
                     write_image(ds_dir / f"{data.frame_id(i):06d}.png", ed)
-            ed_t = torch.from_numpy(state.edited[i])
+            ed_t = torch.from_numpy(state.edited[i]).to(dev)
             b = state.strengths[i]
             g = _gaussians(avatar, data.expression[i], i, opts.train, geo_cache)
             rgb, wmap, _ = render_with_weight(g, w_g, data.camera(i), bg)
-            v = data.valid[i]
+            v = data.valid[i].to(dev)
             rgb = rgb * v + bg_t * (1 - v)
             if opts.weighting == "w":
                 loss = edit_loss(rgb, ed_t, wmap, 1.0, 0.5, True)
@@ -267,13 +268,16 @@ def resolve_reconstructed_avatar(work: Path) -> Path:
 
 
 def run_edit(work, prompt: str, *, name: str | None = None, force: bool = False, progress_bars: bool = True,
-             evaluate: bool = True, detector=None, **options) -> Path:
+             evaluate: bool = True, detector=None, device: str = "auto", **options) -> Path:
     """Edit the reconstructed avatar of ``work``; write ``work/edits/<name>/``; return that folder.
 
     A complete edit is a no-op unless ``force``; an interrupted one resumes from
-    ``checkpoint.pt`` when the options are unchanged (otherwise it restarts).
+    ``checkpoint.pt`` when the options are unchanged (otherwise it restarts). ``device``
+    (``auto``/``cpu``/``cuda``, :func:`styletalker.device.resolve_device`) holds the avatars and
+    the 2D editor; it is not part of the options, so an edit may resume on another device.
     """
     from ..avatar import GaussianAvatar
+    from ..device import resolve_device
     from .data import load_edit_data
     from .editors import get_editor
 
@@ -294,7 +298,8 @@ def run_edit(work, prompt: str, *, name: str | None = None, force: bool = False,
 
         parse_prompt(prompt)  # fail fast on prompts outside the vocabulary
     src_path = resolve_reconstructed_avatar(work)
-    editor = get_editor(opts.editor, model_path=opts.editor_model, **opts.editor_kwargs())
+    device = resolve_device(device)
+    editor = get_editor(opts.editor, model_path=opts.editor_model, device=device, **opts.editor_kwargs())
     editor.check_prompt(prompt)
 
     config = {"format_version": 1, "prompt": prompt, "name": name, "options": asdict(opts),
@@ -315,9 +320,9 @@ def run_edit(work, prompt: str, *, name: str | None = None, force: bool = False,
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", config)
 
-    avatar0 = GaussianAvatar.load(src_path)
+    avatar0 = GaussianAvatar.load(src_path).to(device)
     data = load_edit_data(work, avatar0)
-    avatar = GaussianAvatar.load(src_path)
+    avatar = GaussianAvatar.load(src_path).to(device)
     state, opt_state, rng_state = EditState(), None, None
     ck = out / "checkpoint.pt"
     if ck.is_file():
@@ -335,7 +340,7 @@ def run_edit(work, prompt: str, *, name: str | None = None, force: bool = False,
             log(f"resuming {out} at iteration {state.iteration}/{opts.iters}")
         except Exception as e:  # unreadable/partial checkpoint: start over
             log(f"{ck}: cannot resume ({type(e).__name__}: {e}); starting over")
-            avatar = GaussianAvatar.load(src_path)
+            avatar = GaussianAvatar.load(src_path).to(device)
             state, opt_state, rng_state = EditState(), None, None
             shutil.rmtree(out / "dataset", ignore_errors=True)
 
@@ -364,8 +369,8 @@ def run_edit(work, prompt: str, *, name: str | None = None, force: bool = False,
                "b_mean": opts.b_mean, "b_std": opts.b_std, "edits_made": state.n_edits,
                "train_seconds": round(train_s, 2),
                "b_stats": _b_stats([h[2] for h in state.history], opts.b_boundary)}
-    if evaluate:
-        ev = evaluate_views(avatar0, avatar, data, detector)
+    if evaluate:  # edit.metrics renders to numpy on the CPU (a few views)
+        ev = evaluate_views(avatar0.cpu(), avatar.cpu(), data, detector)
         metrics["heldout"] = ev["summary"]
         metrics["heldout_per_view"] = ev["per_view"]
         metrics["heldout_views"] = [int(v) for v in data.test_idx.tolist()]
@@ -405,7 +410,7 @@ def write_previews(avatar0, avatar, data, out: Path, state: EditState, n: int = 
 
     def rend(av, i):
         with torch.no_grad():
-            return av.render(data.expression[i], data.camera(i), background=bg).image.numpy()
+            return av.render(data.expression[i], data.camera(i), background=bg).image.cpu().numpy()
 
     rows = []
     for i in (data.test_idx.tolist() or data.train_idx.tolist())[:n]:

@@ -10,6 +10,9 @@ $(VENV)/bin/python:
 	# CPU torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
 	$(VENV)/bin/pip install torch==2.13.0
 	$(VENV)/bin/pip install -e ".[test]"
+	# LPIPS linear weights (styletalker.perceptual); --no-deps: its torchvision requirement would
+	# replace the CPU torch, and styletalker computes the AlexNet itself
+	$(VENV)/bin/pip install --no-deps lpips==0.1.4
 
 setup: $(VENV)/bin/python render-ext data
 

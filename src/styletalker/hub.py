@@ -32,6 +32,7 @@ from .errors import MissingModelError
 
 DEFAULT_EDITOR_MODEL = "timbrooks/instruct-pix2pix"
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
+DEFAULT_LPIPS_MODEL = "alexnet"  # torchvision's ImageNet AlexNet in the torch hub cache (styletalker.perceptual)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class ModelKind:
 
     what: str  # for messages: "Instruct-Pix2Pix pipeline"
     flag: str  # the CLI option that names it
-    marker: str  # file the folder must contain
+    marker: str | None  # file the folder must contain (None: checked by the loader)
     allow: tuple[str, ...]  # files to download for an id (fnmatch patterns on repo paths)
     ignore: tuple[str, ...] = ()
 
@@ -57,6 +58,8 @@ SVD = ModelKind("multi-view prior pipeline (diffusers StableVideoDiffusionPipeli
                 "model_index.json", _PIPELINE_ALLOW, _PIPELINE_IGNORE)
 CLIP = ModelKind("CLIP model (transformers CLIPModel + tokenizer + image processor)", "--clip-model",
                  "config.json", ("*.json", "*.txt", "*.safetensors"))
+LPIPS_BACKBONE = ModelKind("LPIPS AlexNet backbone (torchvision alexnet weights, .pth or .safetensors)",
+                           "--lpips-model", None, ("*.pth", "*.safetensors", "*.json"))
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*(@[A-Za-z0-9_./-]+)?")
 
@@ -98,7 +101,7 @@ def fetch_command(repo_id: str, kind: ModelKind) -> str:
 
 
 def _check_folder(path: Path, kind: ModelKind, ref) -> Path:
-    if not (path / kind.marker).is_file():
+    if kind.marker and not (path / kind.marker).is_file():
         raise MissingModelError(f"{ref}: not a {kind.what} folder (no {kind.marker} in {path})")
     return path
 

@@ -4,6 +4,10 @@ Reconstruction: re-renders the held-out frames (every 10th frame, never trained 
 reconstruct/avatar.pt and prints PSNR / SSIM (whole frame on the constant background) and PSNR
 inside the head mask; updates reconstruct/metrics.json unless --no-write.
 Edits: prints the metrics of every work/edits/*/metrics.json written by `styletalker edit`.
+Paper metrics (docs/FORMATS.md): LPIPS of the held-out frames (reconstruct/metrics.json "lpips"),
+and for every finished edit, on an orbit of the edited vs. the original avatar, CLIP-S, CLIP-DS,
+dlib identity distance and LPIPS (edits/NAME/metrics.json "orbit"). Models by Hugging Face id or
+folder; a metric whose model cannot be had is reported as "unavailable: <why>".
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 
 def add_arguments(p):
     p.add_argument("work", help="work folder")
-    p.add_argument("--no-write", action="store_true", help="do not update reconstruct/metrics.json")
+    p.add_argument("--no-write", action="store_true", help="do not update reconstruct/ and edits/*/metrics.json")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_metric_arguments(p)
 
 
 def _fmt(v):
@@ -29,6 +34,84 @@ def _flat(d, prefix=""):
             yield f"{prefix}{k}", v
 
 
+def _add_metric_arguments(p):
+    from ..evaluation import ORBIT_DEGREES, ORBIT_VIEWS, SOURCE_CAPTION
+    from ..hub import DEFAULT_CLIP_MODEL, DEFAULT_LPIPS_MODEL
+    from ._args import add_device_argument, positive_float, positive_int
+
+    add_device_argument(p)
+    g = p.add_argument_group("paper metrics")
+    g.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL, metavar="ID|PATH",
+                   help=f"CLIP for CLIP-S / CLIP-DS: Hugging Face id or local folder (default {DEFAULT_CLIP_MODEL})")
+    g.add_argument("--lpips-model", default=DEFAULT_LPIPS_MODEL, metavar="ID|PATH",
+                   help=f"AlexNet weights for LPIPS: file, folder, Hugging Face id, or {DEFAULT_LPIPS_MODEL} = "
+                        f"torchvision's in the torch hub cache (default)")
+    g.add_argument("--source-caption", default=SOURCE_CAPTION,
+                   help=f"caption of the unedited avatar for CLIP-DS (default {SOURCE_CAPTION!r})")
+    g.add_argument("--orbit-views", type=positive_int, default=ORBIT_VIEWS, metavar="N",
+                   help=f"orbit views per edit (default {ORBIT_VIEWS})")
+    g.add_argument("--orbit-degrees", type=positive_float, default=ORBIT_DEGREES, metavar="DEG",
+                   help=f"orbit sweep, -DEG/2..DEG/2 (default {ORBIT_DEGREES:g})")
+
+
+def _finished_edits(work) -> list:
+    from ..workdir import is_complete
+
+    return [f for f in sorted((work / "edits").glob("*")) if is_complete(f)]
+
+
+def _metric_models(args, work) -> dict:
+    """The CLIP scorer (only when there are finished edits) and LPIPS, each with why it is missing."""
+    from ..clip_metrics import ClipScorer
+    from ..device import resolve_device
+    from ..evaluation import load_or_reason
+    from ..perceptual import load_lpips
+
+    device = resolve_device(args.device)
+    clip, clip_reason = (load_or_reason(ClipScorer, args.clip_model, device) if _finished_edits(work)
+                         else (None, "no finished edit"))
+    lp, lp_reason = load_or_reason(load_lpips, args.lpips_model, device)
+    return {"device": device, "clip": clip, "clip_reason": clip_reason, "lpips": lp, "lpips_reason": lp_reason}
+
+
+def _reconstruct_lpips(work, models, write: bool):
+    """LPIPS of the held-out frames (or why not); stored in reconstruct/metrics.json when ``write``."""
+    from ..evaluation import heldout_lpips, unavailable
+    from ..workdir import atomic_write_json, read_json
+
+    if models["lpips"] is None:
+        r = {"lpips": unavailable(models["lpips_reason"]), "per_frame": []}
+    else:
+        r = heldout_lpips(work, models["lpips"], models["device"])
+    if write:
+        path = work / "reconstruct" / "metrics.json"
+        m = read_json(path)
+        m["lpips"] = r["lpips"]
+        for f in m.get("per_frame", []):
+            f.update(next((p for p in r["per_frame"] if p["frame"] == f.get("frame")), {}))
+        atomic_write_json(path, m)
+    return r["lpips"]
+
+
+def _edit_metrics(work, models, args) -> dict:
+    """Orbit metrics of every finished edit; stored under "orbit" in its metrics.json unless --no-write."""
+    from ..evaluation import edit_orbit_metrics
+    from ..workdir import atomic_write_json, read_json
+
+    out = {}
+    for folder in _finished_edits(work):
+        prompt = read_json(folder / "config.json")["prompt"]
+        m = edit_orbit_metrics(work, folder.name, prompt, clip=models["clip"], clip_reason=models["clip_reason"],
+                               lpips=models["lpips"], lpips_reason=models["lpips_reason"], device=models["device"],
+                               views=args.orbit_views, degrees=args.orbit_degrees, source_caption=args.source_caption)
+        if not args.no_write and (folder / "metrics.json").is_file():
+            old = read_json(folder / "metrics.json")
+            old["orbit"] = m
+            atomic_write_json(folder / "metrics.json", old)
+        out[folder.name] = m
+    return out
+
+
 def run(args):
     import json
     from pathlib import Path
@@ -43,6 +126,8 @@ def run(args):
     report = {}
     rec = recompute_metrics(work, write=not args.no_write)
     report["reconstruct"] = rec
+    models = _metric_models(args, work)
+    rec["lpips"] = _reconstruct_lpips(work, models, write=not args.no_write)
     edits = {}
     for p in sorted((work / "edits").glob("*/metrics.json")):
         try:
@@ -50,6 +135,8 @@ def run(args):
         except (OSError, ValueError) as e:
             edits[p.parent.name] = {"error": f"unreadable metrics.json ({e})"}
     report["edits"] = edits
+    for name, m in _edit_metrics(work, models, args).items():
+        edits.setdefault(name, {})["orbit"] = m
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0
@@ -58,6 +145,7 @@ def run(args):
     else:
         print(f"reconstruct ({len(rec['heldout_frames'])} held-out frames): PSNR {rec['psnr']:.2f} dB  "
               f"SSIM {rec['ssim']:.4f}  PSNR(head) {rec['psnr_head']:.2f} dB")
+    print(f"  LPIPS: {_fmt(rec['lpips'])}")
     if rec.get("mesh"):
         print(f"  stage-1 mesh:   PSNR {rec['mesh']['psnr']:.2f} dB  SSIM {rec['mesh']['ssim']:.4f}")
     if not edits:

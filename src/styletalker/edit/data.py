@@ -87,12 +87,11 @@ def reconstruct_data_options(work, avatar=None) -> dict:
     return {}
 
 
-def load_edit_data(work, avatar=None, **overrides) -> EditData:
-    """Build :class:`EditData` for ``work`` with the reconstruction's data options.
-
-    Options (size, holdout_every, cut_margin, background, max_frames) come from
-    :func:`reconstruct_data_options`; ``overrides`` win.
-    """
+def load_recon_data(work, avatar=None, **overrides):
+    """The reconstruction's :class:`~styletalker.reconstruct.data.ReconData` of ``work``: frames,
+    targets, split and background built with the options reconstruction used
+    (:func:`reconstruct_data_options`: size, holdout_every, cut_margin, background, max_frames);
+    ``overrides`` win."""
     from ..preprocess import load_dataset
     from ..reconstruct.data import from_dataset
 
@@ -103,7 +102,12 @@ def load_edit_data(work, avatar=None, **overrides) -> EditData:
     kw = {k: v for k, v in opts.items() if k in accepted}
     if "background" in kw and kw["background"] is not None:
         kw["background"] = tuple(float(x) for x in kw["background"])
-    rd = from_dataset(ds, **kw)
+    return from_dataset(ds, **kw)
+
+
+def load_edit_data(work, avatar=None, **overrides) -> EditData:
+    """Build :class:`EditData` for ``work`` from :func:`load_recon_data` (same options and overrides)."""
+    rd = load_recon_data(work, avatar, **overrides)
     keep = rd.extra.get("source_frames") if isinstance(getattr(rd, "extra", None), dict) else None
     if keep is None:
         keep = torch.arange(len(rd))

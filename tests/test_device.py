@@ -1,0 +1,43 @@
+"""--device resolution and the weights placement checks, shared by every stage."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from styletalker.device import check_placement, model_dtype, module_placement, resolve_device
+from styletalker.errors import InputError
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == resolve_device(None) == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(InputError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA is not available"):
+            resolve_device("cuda")
+    assert model_dtype("cuda") == torch.float16 and model_dtype("cpu") == torch.float32
+
+
+def test_placement_checks():
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    assert module_placement(a, b) == (torch.device("cpu"), torch.float32)
+    check_placement("cpu", torch.float32, a, b)
+    b.to(torch.bfloat16)
+    with pytest.raises(RuntimeError, match="not on one device and dtype"):
+        module_placement(a, b)
+    with pytest.raises(RuntimeError, match="expected cpu / torch.float32"):
+        check_placement("cpu", torch.float32, b)
+
+
+def test_every_torch_command_has_the_same_device_option():
+    from styletalker.cli import build_parser
+
+    p = build_parser()
+    for cmd in ("reconstruct", "edit", "animate", "render", "evaluate"):
+        sub = p._subparsers._group_actions[0].choices[cmd]
+        opt = {a.dest: a for a in sub._actions}["device"]
+        assert opt.choices == ["auto", "cpu", "cuda"] and opt.default == "auto", cmd
+    with pytest.raises(SystemExit):
+        p.parse_args(["render", "w", "--device", "tpu"])

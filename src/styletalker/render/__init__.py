@@ -12,13 +12,17 @@ Conventions are documented in :mod:`styletalker.render.common`.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
 
 from .camera import Camera, look_at
 
-__all__ = ["Camera", "look_at", "render", "RenderOutput", "available_backends"]
+__all__ = ["Camera", "look_at", "render", "RenderOutput", "available_backends", "backend_calls"]
+
+# renders per backend since the process started (bench/gpu_check.py checks that CUDA runs used gsplat)
+backend_calls: Counter = Counter()
 
 
 @dataclass
@@ -68,4 +72,5 @@ def render(means, quats, scales, opacities, colors, camera: Camera, background=N
         img, a, d = render_gsplat(means, quats, scales, opacities, colors, camera, background)
     else:
         raise ValueError(f"unknown render backend {backend!r}; choose from auto, cpu, gsplat, dense")
+    backend_calls[backend] += 1
     return RenderOutput(img, a, d)

@@ -41,3 +41,22 @@ def test_every_torch_command_has_the_same_device_option():
         assert opt.choices == ["auto", "cpu", "cuda"] and opt.default == "auto", cmd
     with pytest.raises(SystemExit):
         p.parse_args(["render", "w", "--device", "tpu"])
+
+
+def test_render_and_animate_device_option(tmp_path, capsys):
+    """--device reaches load_scene: cpu renders, cuda without a GPU stops with exit code 2."""
+    from styletalker.avatar import GaussianAvatar
+    from styletalker.cli import main
+
+    torch.manual_seed(0)
+    xyz = torch.randn(200, 3) * 0.3
+    path = tmp_path / "avatar.pt"
+    GaussianAvatar(xyz, xyz[:10].clone(), feat_dim=8, n_freqs=2, hidden=16).save(path)
+    assert main(["render", str(path), "--device", "cpu", "-o", str(tmp_path / "v.png")]) == 0
+    assert (tmp_path / "v.png").stat().st_size > 0
+    if not torch.cuda.is_available():
+        capsys.readouterr()
+        assert main(["render", str(path), "--device", "cuda", "-o", str(tmp_path / "w.png")]) == 2
+        assert main(["animate", str(path), "--device", "cuda", "--driver", str(tmp_path / "none.mp4")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("CUDA is not available") == 2 and not (tmp_path / "w.png").exists()

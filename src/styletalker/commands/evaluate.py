@@ -8,6 +8,11 @@ Paper metrics (docs/FORMATS.md): LPIPS of the held-out frames (reconstruct/metri
 and for every finished edit, on an orbit of the edited vs. the original avatar, CLIP-S, CLIP-DS,
 dlib identity distance and LPIPS (edits/NAME/metrics.json "orbit"). Models by Hugging Face id or
 folder; a metric whose model cannot be had is reported as "unavailable: <why>".
+Other cameras: with --views OTHER_WORK (a second camera filming the same session, preprocessed
+into its own work folder), the avatar is rendered with that camera's tracked head pose and this
+clip's expressions at the same instants and scored against its frames, as rendered and after a
+2D similarity alignment on landmarks (docs/reconstruct.md, "Novel views"); results go to
+reconstruct/metrics.json under "views" and contact sheets to reconstruct/renders/views_<name>.png.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ def add_arguments(p):
     p.add_argument("--no-write", action="store_true", help="do not update reconstruct/ and edits/*/metrics.json")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     _add_metric_arguments(p)
+    p.add_argument("--views", action="append", default=[], metavar="OTHER_WORK",
+                   help="score against a synchronised second camera preprocessed into OTHER_WORK "
+                        "(frame k of both videos is the same instant); repeat for more cameras")
 
 
 def _fmt(v):
@@ -137,6 +145,8 @@ def run(args):
     report["edits"] = edits
     for name, m in _edit_metrics(work, models, args).items():
         edits.setdefault(name, {})["orbit"] = m
+    if args.views:
+        report["reconstruct"]["views"] = _views(work, args.views, write=not args.no_write, quiet=args.quiet)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0
@@ -148,6 +158,10 @@ def run(args):
     print(f"  LPIPS: {_fmt(rec['lpips'])}")
     if rec.get("mesh"):
         print(f"  stage-1 mesh:   PSNR {rec['mesh']['psnr']:.2f} dB  SSIM {rec['mesh']['ssim']:.4f}")
+    from ..crossview import format_scores
+
+    for name, r in (rec.get("views") or {}).items():
+        print(format_scores(f"camera {name}", r))
     if not edits:
         print("edits: none")
     for name, m in edits.items():
@@ -155,3 +169,23 @@ def run(args):
         for k, v in _flat(m):
             print(f"  {k}: {_fmt(v)}")
     return 0
+
+
+def _views(work, others, write: bool, quiet: bool) -> dict:
+    """Cross-camera scores of the reconstruction against each other camera's work folder."""
+    from pathlib import Path
+
+    from ..crossview import cross_view_scores
+    from ..workdir import atomic_write_json, read_json
+
+    rec = Path(work) / "reconstruct"
+    out = {}
+    for other in others:
+        name = Path(other).resolve().name
+        r = cross_view_scores(work, other, sheet=rec / "renders" / f"views_{name}.png", show_progress=not quiet)
+        out[name] = r
+    if write:
+        m = read_json(rec / "metrics.json")
+        m.setdefault("views", {}).update(out)
+        atomic_write_json(rec / "metrics.json", m)
+    return out

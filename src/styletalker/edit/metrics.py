@@ -32,7 +32,7 @@ class LandmarkDetector:
         opts = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(face_landmarker_path(model_path))),
             running_mode=vision.RunningMode.IMAGE, num_faces=1,
-            output_face_blendshapes=True,
+            output_face_blendshapes=True, output_facial_transformation_matrixes=True,
             min_face_detection_confidence=0.3, min_face_presence_confidence=0.3,
         )
         self._mp = mp
@@ -50,8 +50,12 @@ class LandmarkDetector:
     def __exit__(self, *exc):
         self.close()
 
-    def detect(self, img, with_blendshapes: bool = False):
-        """(H,W,3) float [0,1] or uint8 -> (478,2) pixel coords in ``img`` (None if no face)."""
+    def detect(self, img, with_blendshapes: bool = False, with_pose: bool = False):
+        """(H,W,3) float [0,1] or uint8 -> (478,2) pixel coords in ``img`` (None if no face).
+
+        ``with_blendshapes`` / ``with_pose`` add the 52 blendshape scores and the head rotation
+        (3,3, canonical head space -> camera, OpenCV axes as in preprocessing) to the result tuple.
+        """
         import cv2
 
         from ..workdir import to_uint8
@@ -62,14 +66,22 @@ class LandmarkDetector:
         if s > 1:
             a = cv2.resize(a, (int(round(W * s)), int(round(H * s))), interpolation=cv2.INTER_CUBIC)
         res = self._lm.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(a)))
+        extra = int(with_blendshapes) + int(with_pose)
         if not res.face_landmarks:
-            return (None, None) if with_blendshapes else None
+            return (None,) * (1 + extra) if extra else None
         h, w = a.shape[:2]
         pts = np.array([[p.x * w, p.y * h] for p in res.face_landmarks[0]], np.float64) / s
+        if not extra:
+            return pts
+        out = [pts]
         if with_blendshapes:
-            bs = np.array([c.score for c in res.face_blendshapes[0]], np.float32) if res.face_blendshapes else None
-            return pts, bs
-        return pts
+            out.append(np.array([c.score for c in res.face_blendshapes[0]], np.float32) if res.face_blendshapes else None)
+        if with_pose:
+            from ..preprocess.mp_models import gl_pose_to_cv
+
+            mats = res.facial_transformation_matrixes
+            out.append(gl_pose_to_cv(np.asarray(mats[0], np.float64))[:3, :3] if mats else None)
+        return tuple(out)
 
 
 def region_change(edited: np.ndarray, reference: np.ndarray, face: FaceInfo, valid: np.ndarray | None = None) -> dict:

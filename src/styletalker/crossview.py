@@ -1,0 +1,261 @@
+"""How the avatar holds up away from its training camera: cross-camera scores and a turn-away check.
+
+Cross-camera scoring (``styletalker evaluate WORK --views OTHER``)
+-----------------------------------------------------------------
+A monocular video cannot score the sides of the head. A second camera filming the same person at
+the same time can: ``OTHER`` is that camera's clip preprocessed into its own work folder
+(``styletalker preprocess other.mp4 OTHER``; frame ``k`` of both videos must be the same instant).
+For every instant both clips kept, the avatar of ``WORK`` is rendered with
+
+* the head pose and intrinsics tracked in ``OTHER`` (the other camera), and
+* the expression tracked in ``WORK`` (the training camera) at that instant,
+
+and compared with ``OTHER``'s frame: its head region (person mask cut at the chin plane) over the
+reconstruction's background, at the reconstruction's image size -- the same protocol as the
+held-out frames (:mod:`styletalker.reconstruct.evaluate`). PSNR / SSIM over the whole crop,
+PSNR inside the head mask.
+
+Each camera's tracked pose has its own error (the tracker's fixed 63-degree virtual camera, its
+depth and scale), so the scores are also given after a 2D similarity alignment: the training
+camera's 3D landmarks of that instant, projected with the other camera's pose, are fitted (scale,
+rotation, shift; least squares) onto the landmarks tracked in the other camera, and the render is
+warped by that fit before scoring. The difference between the two is the part of the gap that is
+alignment, not the avatar.
+
+Turn-away check (:func:`yaw_sweep`)
+----------------------------------
+The avatar at its reference pose and neutral expression, turned about the head's vertical axis by
+each requested yaw, is given to the MediaPipe face landmarker: was a face found, and how far is
+the yaw it tracks (relative to the yaw-0 render) from the requested one.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .metrics import psnr, ssim
+
+DEFAULT_YAWS = tuple(range(-60, 61, 15))
+
+
+# ---------------------------------------------------------------------------------------------
+# cross-camera scoring
+
+
+def match_frames(frame_index_a, frame_index_b) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (ia, ib) of two synchronised clips that show the same source frame number."""
+    a = np.asarray(frame_index_a).astype(np.int64)
+    b = np.asarray(frame_index_b).astype(np.int64)
+    common, ia, ib = np.intersect1d(a, b, return_indices=True)
+    return ia, ib
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """2x3 similarity (scale, rotation, shift) mapping points ``src`` (N,2) onto ``dst`` (N,2),
+    least squares (Umeyama without reflection)."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    ms, md = src.mean(0), dst.mean(0)
+    s0, d0 = src - ms, dst - md
+    cov = d0.T @ s0 / len(src)
+    U, S, Vt = np.linalg.svd(cov)
+    D = np.diag([1.0, np.sign(np.linalg.det(U @ Vt))])
+    R = U @ D @ Vt
+    var = (s0**2).sum() / len(src)
+    scale = float((S * np.diag(D)).sum() / max(var, 1e-12))
+    A = np.zeros((2, 3))
+    A[:, :2] = scale * R
+    A[:, 2] = md - scale * R @ ms
+    return A
+
+
+def _warp(img: np.ndarray, A: np.ndarray, background) -> np.ndarray:
+    import cv2
+
+    H, W = img.shape[:2]
+    # pixel centres at +0.5 (render convention) -> cv2's integer centres
+    T = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1.0]])
+    Ti = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1.0]])
+    M = (T @ np.vstack([A, [0, 0, 1]]) @ Ti)[:2]
+    return cv2.warpAffine(img.astype(np.float32), M, (W, H), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(float(b) for b in background))
+
+
+def _project(K: np.ndarray, w2c: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    pc = pts @ w2c[:3, :3].T + w2c[:3, 3]
+    z = np.clip(pc[:, 2:3], 1e-6, None)
+    return np.stack([K[0, 0] * pc[:, 0] / z[:, 0] + K[0, 2], K[1, 1] * pc[:, 1] / z[:, 0] + K[1, 2]], 1)
+
+
+def other_view_data(other, size: int, data_opts: dict):
+    """The other camera's clip as :class:`~styletalker.reconstruct.data.ReconData` (every frame, no
+    held-out split) with the reconstruction's data options."""
+    from .preprocess import load_dataset
+    from .reconstruct.data import from_dataset
+
+    ds = load_dataset(other)
+    bg = tuple(float(b) for b in data_opts.get("background", (1.0, 1.0, 1.0)))
+    return ds, from_dataset(ds, size=size, holdout_every=0, cut_margin=float(data_opts.get("cut_margin", 0.05)),
+                            background=bg)
+
+
+@torch.no_grad()
+def cross_view_scores(work, other, *, edit: str | None = None, align: bool = True, max_frames: int | None = None,
+                      sheet: str | Path | None = None, sheet_frames: int = 4, show_progress: bool = False) -> dict:
+    """Score the avatar of ``work`` against a synchronised second camera ``other`` (module doc).
+
+    Returns ``{"frames", "psnr", "ssim", "psnr_head", "aligned": {...}, "per_frame": [...],
+    "landmark_px"}``; ``landmark_px`` is the mean distance between the training camera's landmarks
+    projected with the other camera's pose and the landmarks tracked there, before alignment.
+    ``sheet``: a PNG with rows [other camera | render | aligned render | 4x |difference|].
+    """
+    from .animate import load_scene
+    from .edit.data import reconstruct_data_options
+    from .preprocess import load_dataset
+    from .render import Camera
+    from .workdir import progress, write_image
+
+    work, other = Path(work), Path(other)
+    scene = load_scene(work, edit)
+    if scene.work is None:
+        raise InputError(f"{work}: --views needs a work folder (the training camera's tracking)")
+    if other.resolve() == work.resolve():
+        raise InputError("--views: the other camera's work folder is the training folder itself")
+    ds = load_dataset(work)
+    opts = reconstruct_data_options(work, scene.avatar)
+    size = int(opts.get("size") or ds.width)
+    ods, od = other_view_data(other, size, opts)
+    ia, ib = match_frames(ds.frame_index.numpy(), ods.frame_index.numpy())
+    if len(ia) == 0:
+        raise InputError(f"{other}: no frame of this clip has a frame number in common with {work}'s clip "
+                         "(the two videos must be synchronised: frame k of each is the same instant)")
+    if max_frames and len(ia) > max_frames:
+        keep = np.linspace(0, len(ia) - 1, max_frames).round().astype(int)
+        ia, ib = ia[keep], ib[keep]
+    av = scene.avatar
+    bg = torch.tensor(od.background, dtype=torch.float32)
+    mesh_ids = slice(0, 468)
+    per, rows = [], []
+    it = progress(list(zip(ia.tolist(), ib.tolist())), desc="cross-view", unit="fr", disable=not show_progress)
+    for a, b in it:
+        K, w2c = od.K[b], od.world_to_cam[b]
+        out = av.render(ds.expression[a], Camera(K, w2c, od.width, od.height), background=bg)
+        img = od.composite(out.image.float().clamp(0, 1), b).numpy()
+        ref = od.target[b].numpy()
+        head = od.head[b].numpy()
+        rec = {"frame": int(ds.frame_index[a]), "psnr": psnr(img, ref), "ssim": ssim(img, ref),
+               "psnr_head": psnr(img, ref, mask=head) if head.sum() > 0 else None}
+        src = _project(K.numpy().astype(np.float64), w2c.numpy().astype(np.float64),
+                       ds.landmarks3d[a].numpy().astype(np.float64))[mesh_ids]
+        dst = _project(K.numpy().astype(np.float64), w2c.numpy().astype(np.float64),
+                       ods.landmarks3d[b].numpy().astype(np.float64))[mesh_ids]
+        rec["landmark_px"] = float(np.linalg.norm(src - dst, axis=1).mean())
+        aimg = None
+        if align:
+            A = fit_similarity(src, dst)
+            aimg = _warp(out.image.float().clamp(0, 1).numpy(), A, od.background)
+            aimg = od.composite(torch.from_numpy(aimg), b).numpy()
+            rec["aligned"] = {"psnr": psnr(aimg, ref), "ssim": ssim(aimg, ref),
+                              "psnr_head": psnr(aimg, ref, mask=head) if head.sum() > 0 else None,
+                              "scale": float(np.sqrt(abs(np.linalg.det(A[:, :2])))),
+                              "shift_px": float(np.linalg.norm(A[:, 2] + (A[:, :2] - np.eye(2)) @ src.mean(0)))}
+        per.append(rec)
+        if sheet is not None and len(rows) < sheet_frames and (len(per) - 1) % max(1, len(ia) // sheet_frames) == 0:
+            diff = np.clip(np.abs((aimg if aimg is not None else img) - ref) * 4, 0, 1)
+            rows.append(np.concatenate([ref, img] + ([aimg] if aimg is not None else []) + [diff], 1))
+    res = _summary(per)
+    if align:
+        res["aligned"] = _summary([p["aligned"] for p in per])
+        res["aligned"].pop("per_frame", None)
+    res["landmark_px"] = float(np.mean([p["landmark_px"] for p in per]))
+    res.update({"other": str(other), "size": size, "per_frame": per})
+    if sheet is not None and rows:
+        res["sheet"] = str(write_image(sheet, np.concatenate(rows, 0)))
+    return res
+
+
+def _summary(per: list[dict]) -> dict:
+    heads = [p["psnr_head"] for p in per if p.get("psnr_head") is not None]
+    return {"frames": len(per), "psnr": float(np.mean([p["psnr"] for p in per])),
+            "ssim": float(np.mean([p["ssim"] for p in per])),
+            "psnr_head": float(np.mean(heads)) if heads else None, "per_frame": per}
+
+
+def format_scores(name: str, r: dict) -> str:
+    s = f"{name}: {r['frames']} frames  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}"
+    if r.get("psnr_head") is not None:
+        s += f"  PSNR(head) {r['psnr_head']:.2f} dB"
+    if r.get("aligned"):
+        a = r["aligned"]
+        s += f"  | aligned: PSNR {a['psnr']:.2f} dB  SSIM {a['ssim']:.4f}"
+    if r.get("landmark_px") is not None:
+        s += f"  (pose disagreement {r['landmark_px']:.1f} px)"
+    return s
+
+
+# ---------------------------------------------------------------------------------------------
+# turn-away check
+
+
+def yaw_of(R: np.ndarray) -> float:
+    """Yaw (degrees, about the head's vertical axis) of a rotation in canonical head space."""
+    return math.degrees(math.atan2(R[0, 2], R[2, 2]))
+
+
+@torch.no_grad()
+def yaw_sweep(target, yaws=DEFAULT_YAWS, *, edit: str | None = None, expression=None, sheet: str | Path | None = None,
+              scale: float = 1.0) -> dict:
+    """Render the avatar turned by each yaw (degrees) and track the renders with MediaPipe (module doc).
+
+    Returns ``{"yaws", "detected" (list of bool), "detection_rate", "tracked_yaw" (None where no
+    face), "yaw_error" (|tracked - requested| per yaw), "mean_yaw_error"}``; ``sheet`` writes the
+    renders side by side (a red frame marks a render where no face was found).
+    """
+    import cv2
+
+    from .animate import head_pivot, load_scene, orbit_poses
+    from .edit.metrics import LandmarkDetector
+    from .workdir import write_image
+
+    scene = load_scene(target, edit)
+    e = scene.neutral_expression if expression is None else torch.as_tensor(expression, dtype=torch.float32)
+    pivot = head_pivot(scene.avatar)
+    ref = scene.ref_pose.numpy()
+    imgs, rots = [], []
+    with LandmarkDetector() as det:
+        for y in yaws:
+            P = orbit_poses(ref, pivot, 2, 2 * abs(float(y)), "turn")[1 if y >= 0 else 0] if y else ref
+            img = scene.render(e, torch.from_numpy(np.asarray(P)).float(), scale)
+            pts, R = det.detect(img, with_pose=True)
+            imgs.append(img)
+            rots.append(R if pts is not None else None)
+    yaws = [float(y) for y in yaws]
+    base = rots[yaws.index(0.0)] if 0.0 in yaws and rots[yaws.index(0.0)] is not None else None
+    tracked, err = [], []
+    for y, R in zip(yaws, rots):
+        if R is None or base is None:
+            tracked.append(None)
+            err.append(None)
+            continue
+        t = yaw_of(base.T @ R)
+        tracked.append(t)
+        err.append(abs(t - y))
+    det_flags = [R is not None for R in rots]
+    errs = [x for x in err if x is not None]
+    res = {"yaws": yaws, "detected": det_flags, "detection_rate": float(np.mean(det_flags)), "tracked_yaw": tracked,
+           "yaw_error": err, "mean_yaw_error": float(np.mean(errs)) if errs else None}
+    if sheet is not None:
+        tiles = []
+        for y, img, ok in zip(yaws, imgs, det_flags):
+            t = (np.clip(img, 0, 1) * 255).astype(np.uint8).copy()
+            if not ok:
+                cv2.rectangle(t, (1, 1), (t.shape[1] - 2, t.shape[0] - 2), (220, 30, 30), 3)
+            cv2.putText(t, f"{y:+.0f}", (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 2, cv2.LINE_AA)
+            tiles.append(t)
+        res["sheet"] = str(write_image(sheet, np.concatenate(tiles, 1)))
+    return res

@@ -7,6 +7,27 @@ extrinsic. An expression vector (52 blendshape weights) drives colour, geometry 
     avatar = GaussianAvatar.load("work/reconstruct/avatar.pt")
     g = avatar(expression)          # GaussianState in canonical space
     out = avatar.render(expression, camera, background=(1, 1, 1))
+
+Two ways of placing the Gaussians (``config["binding"]``):
+
+* **mesh-anchored** (what ``styletalker reconstruct`` builds): every Gaussian belongs to one
+  triangle of the stage-1 DMTet surface (``face_id``) at a fixed barycentric point (``bary``).
+  For an expression the surface is deformed by the pretrained ``MLP_deform`` (evaluated on the
+  mesh vertices, exactly as in stage 1); each triangle gives a local frame (first edge, in-plane
+  perpendicular, normal) and a stretch ``k = sqrt(area / canonical area)``. The Gaussian's centre
+  is the barycentric point plus ``k R offset``, its rotation ``R q`` and its scales ``k s``
+  (``offset``, ``q``, ``s`` are per-Gaussian, learned, in the triangle's frame). So Gaussians move
+  and turn with the surface they sit on and cannot drift off it into space, where no camera of
+  a monocular video would see them.
+* **free** (ablation D1/D2 and avatars of format 1): centre ``xyz + MLP_deform(f, gamma(xyz), beta)``.
+
+Expression range: the avatar keeps the per-channel range of the expressions it was trained on
+(``expr_min`` / ``expr_max``, 5th / 95th percentiles ``expr_low`` / ``expr_high`` and the neutral
+frame's ``expr_neutral``). With ``config["clamp_expression"]`` every input expression is clamped
+to ``[expr_min, expr_max]`` before it reaches the MLPs, which were never trained outside it.
+``config["attr_bound"]``: MLP_attr's expression residuals are bounded (``b * tanh``): log-scale by
+``b``, opacity logit by ``4 b``, rotation by ``b / 2``; ``0`` turns MLP_attr off (static
+attributes), ``None`` leaves it unbounded (format 1 behaviour).
 """
 
 from __future__ import annotations
@@ -19,6 +40,9 @@ import torch
 from torch import nn
 
 from .models import N_EXPR, AttributeField, ColorField, DeformField
+from .render.common import quat_multiply, rotmat_to_quat
+
+EXPR_STATS = ("expr_min", "expr_low", "expr_neutral", "expr_high", "expr_max")
 
 
 @dataclass
@@ -33,8 +57,21 @@ class GaussianState:
         return GaussianState(*(getattr(self, f.name).detach() for f in fields(self)))
 
 
+def triangle_frames(tri: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M,3,3) triangle corners -> rotation (M,3,3) whose columns are the first edge, the in-plane
+    perpendicular and the unit normal, and the doubled area (M,)."""
+    e1 = tri[:, 1] - tri[:, 0]
+    e2 = tri[:, 2] - tri[:, 0]
+    n = torch.linalg.cross(e1, e2)
+    area2 = n.norm(dim=-1)
+    n = n / area2[:, None].clamp_min(1e-12)
+    t1 = e1 / e1.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    t2 = torch.linalg.cross(n, t1)
+    return torch.stack([t1, t2, n], -1), area2
+
+
 class GaussianAvatar(nn.Module):
-    FORMAT_VERSION = 1
+    FORMAT_VERSION = 2
 
     def __init__(
         self,
@@ -45,52 +82,135 @@ class GaussianAvatar(nn.Module):
         n_expr: int = N_EXPR,
         n_freqs: int = 4,
         hidden: int = 128,
-        init_scale: float | None = None,
+        init_scale: float | torch.Tensor | None = None,
         init_opacity: float = 0.5,
         deform_features: torch.Tensor | None = None,
+        deform_hidden: int | None = None,
+        binding: dict | None = None,
+        attr_bound: float | None = None,
+        clamp_expression: bool = False,
     ):
+        """``xyz``: (N,3) centres (free placement) or, with ``binding``, ignored except for its
+        length. ``binding``: ``{"verts" (V,3), "faces" (F,3), "features" (V,C), "face_id" (N,),
+        "bary" (N,3)}`` -- the canonical stage-1 surface with the features that feed MLP_deform,
+        and each Gaussian's triangle and barycentric point. ``init_scale``: a number or (N,3)
+        linear scales (in the triangle frame when bound)."""
         super().__init__()
         n = xyz.shape[0]
-        self.config = dict(feat_dim=feat_dim, n_expr=n_expr, n_freqs=n_freqs, hidden=hidden, n_points=n)
-        if deform_features is not None:
-            # optional frozen copy of the features that feed MLP_deform (reconstruction stage 2
-            # keeps the pretrained deformation: MLP_deform and its inputs stay as trained on the
-            # mesh while `features` are free to change for colour/attributes)
-            self.config["deform_features"] = True
-            self.register_buffer("deform_features", deform_features.detach().clone().float())
-        self.xyz = nn.Parameter(xyz.detach().clone().float())
+        self.config = dict(feat_dim=feat_dim, n_expr=n_expr, n_freqs=n_freqs, hidden=hidden, n_points=n,
+                           attr_bound=attr_bound, clamp_expression=bool(clamp_expression))
+        if deform_hidden is not None and deform_hidden != hidden:
+            self.config["deform_hidden"] = int(deform_hidden)
+        if binding is not None:
+            self.config.update(binding=True, n_mesh_verts=int(binding["verts"].shape[0]),
+                               n_mesh_faces=int(binding["faces"].shape[0]))
+            self.register_buffer("mesh_verts", binding["verts"].detach().clone().float())
+            self.register_buffer("mesh_faces", binding["faces"].detach().clone().long())
+            self.register_buffer("mesh_features", binding["features"].detach().clone().float())
+            self.register_buffer("face_id", binding["face_id"].detach().clone().long())
+            self.register_buffer("bary", binding["bary"].detach().clone().float())
+            # offset from the barycentric point, in the triangle frame (units of the canonical scene)
+            self.offset = nn.Parameter(torch.zeros(n, 3))
+        else:
+            if deform_features is not None:
+                # frozen copy of the features that feed MLP_deform (stage 2 keeps the pretrained
+                # deformation while ``features`` are free to change for colour/attributes)
+                self.config["deform_features"] = True
+                self.register_buffer("deform_features", deform_features.detach().clone().float())
+            self.xyz = nn.Parameter(xyz.detach().clone().float())
         if features is None:
             features = 0.1 * torch.randn(n, feat_dim)
         self.features = nn.Parameter(features.detach().clone().float())
         if init_scale is None:
-            init_scale = _mean_nn_distance(self.xyz.detach()) * 0.5
-        self.log_scales = nn.Parameter(torch.full((n, 3), float(torch.log(torch.tensor(init_scale)))))
+            init_scale = _mean_nn_distance(xyz.detach().float()) * 0.5
+        s = torch.as_tensor(init_scale, dtype=torch.float32).clamp_min(1e-6)
+        self.log_scales = nn.Parameter(torch.log(s).expand(n, 3).clone() if s.dim() < 2 else torch.log(s).clone())
         q = torch.zeros(n, 4)
         q[:, 0] = 1
         self.quats = nn.Parameter(q)
         p = torch.tensor(init_opacity).clamp(1e-4, 1 - 1e-4)
         self.opacity_logits = nn.Parameter(torch.full((n,), float(torch.log(p / (1 - p)))))
         self.register_buffer("landmarks", landmarks.detach().clone().float())  # (L,3) canonical 3D landmarks
-        self.deform = DeformField(feat_dim, n_expr, n_freqs, hidden)
+        for name in EXPR_STATS:
+            self.register_buffer(name, torch.zeros(n_expr) if name != "expr_max" else torch.ones(n_expr))
+        self.deform = DeformField(feat_dim, n_expr, n_freqs, deform_hidden or hidden)
         self.color = ColorField(feat_dim, n_expr, hidden)
         self.attributes = AttributeField(feat_dim, n_expr, hidden)
+        self.extra: dict = {}
 
     @property
     def num_points(self) -> int:
-        return self.xyz.shape[0]
+        return self.features.shape[0]
+
+    @property
+    def bound(self) -> bool:
+        return bool(self.config.get("binding"))
+
+    @property
+    def device(self) -> torch.device:
+        return self.features.device
+
+    # ---- expressions ---------------------------------------------------------------------
+    def set_expression_range(self, expressions: torch.Tensor, neutral: torch.Tensor) -> None:
+        """Record the per-channel range of the training expressions (N,E) and the neutral one (E,)."""
+        e = expressions.detach().float().to(self.device)
+        q = torch.quantile(e, torch.tensor([0.05, 0.95], device=e.device), dim=0)
+        for name, v in zip(EXPR_STATS, (e.min(0).values, q[0], neutral.detach().float().to(e.device), q[1],
+                                        e.max(0).values)):
+            getattr(self, name).copy_(v)
+        self.config["expression_range"] = True
+
+    def expression_input(self, expression: torch.Tensor) -> torch.Tensor:
+        """The expression the MLPs see: clamped to the training range when ``clamp_expression``."""
+        e = expression.to(self.features)
+        if self.config.get("clamp_expression") and self.config.get("expression_range"):
+            e = torch.minimum(torch.maximum(e, self.expr_min), self.expr_max)
+        return e
+
+    # ---- Gaussians -------------------------------------------------------------------------
+    def deformed_mesh(self, expression: torch.Tensor) -> torch.Tensor:
+        """Vertices (V,3) of the anchoring surface deformed to ``expression`` (bound avatars)."""
+        e = self.expression_input(expression)
+        return self.mesh_verts + self.deform(self.mesh_features, self.mesh_verts, e)
+
+    def mlp_colors(self, expression: torch.Tensor) -> torch.Tensor:
+        """MLP_color of every Gaussian (before an edit's colour residual)."""
+        return self.color(self.features, self.expression_input(expression))
+
+    def _attribute_residuals(self, e: torch.Tensor):
+        b = self.config.get("attr_bound")
+        if b is not None and b <= 0:
+            return 0.0, 0.0, 0.0
+        d_scale, d_quat, d_op = self.attributes(self.features, e)
+        if b is None:
+            return d_scale, d_quat, d_op
+        return b * torch.tanh(d_scale), 0.5 * b * torch.tanh(d_quat), 4 * b * torch.tanh(d_op)
 
     def forward(self, expression: torch.Tensor) -> GaussianState:
-        expression = expression.to(self.xyz)
-        f = self.features
-        fd = getattr(self, "deform_features", None)
-        if fd is None or fd.shape != f.shape:
-            fd = f
-        means = self.xyz + self.deform(fd, self.xyz, expression)
-        d_scale, d_quat, d_op = self.attributes(f, expression)
-        scales = torch.exp(self.log_scales + d_scale)
-        quats = self.quats + d_quat
+        e = self.expression_input(expression)
+        d_scale, d_quat, d_op = self._attribute_residuals(e)
+        if self.bound:
+            V = self.mesh_verts + self.deform(self.mesh_features, self.mesh_verts, e)
+            f = self.mesh_faces[self.face_id]
+            tri = V[f]  # (N,3,3)
+            R, area2 = triangle_frames(tri)
+            with torch.no_grad():
+                _, area0 = triangle_frames(self.mesh_verts[f])
+            k = (area2 / area0.clamp_min(1e-12)).clamp_min(1e-8).sqrt()[:, None]
+            base = (self.bary[..., None] * tri).sum(1)
+            means = base + k * (R @ self.offset[..., None])[..., 0]
+            q_local = self.quats + d_quat
+            quats = quat_multiply(rotmat_to_quat(R), q_local / q_local.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+            scales = torch.exp(self.log_scales + d_scale) * k
+        else:
+            fd = getattr(self, "deform_features", None)
+            if fd is None or fd.shape != self.features.shape:
+                fd = self.features
+            means = self.xyz + self.deform(fd, self.xyz, e)
+            scales = torch.exp(self.log_scales + d_scale)
+            quats = self.quats + d_quat
         opacities = torch.sigmoid(self.opacity_logits + d_op)
-        colors = self.color(f, expression)
+        colors = self.color(self.features, e)
         off = getattr(self, "color_offset", None)
         if off is not None:  # per-Gaussian colour residual of text edits (logit space)
             colors = torch.sigmoid(torch.logit(colors.clamp(1e-6, 1 - 1e-6)) + off)
@@ -101,7 +221,7 @@ class GaussianAvatar(nn.Module):
         applied in logit space after MLP_color. Used by ``styletalker edit`` to change colours
         locally without touching geometry; saved and loaded with the avatar."""
         if getattr(self, "color_offset", None) is None:
-            self.color_offset = nn.Parameter(torch.zeros(self.num_points, 3, device=self.xyz.device))
+            self.color_offset = nn.Parameter(torch.zeros(self.num_points, 3, device=self.device))
             self.config["color_offset"] = True
         return self.color_offset
 
@@ -129,6 +249,33 @@ class GaussianAvatar(nn.Module):
             torch.save(blob, tmp)
 
     @classmethod
+    def from_state(cls, config: dict, state_dict: dict) -> "GaussianAvatar":
+        """Rebuild an avatar from its ``config`` and ``state_dict`` (as saved or checkpointed)."""
+        cfg = dict(config)
+        n = int(cfg["n_points"])
+        sd = state_dict
+        binding = None
+        if cfg.get("binding"):
+            binding = {k: torch.zeros_like(sd[f"{p}{k}"]) if f"{p}{k}" in sd else None
+                       for p, k in (("mesh_", "verts"), ("mesh_", "faces"), ("mesh_", "features"), ("", "face_id"),
+                                    ("", "bary"))}
+        fd = torch.zeros(n, cfg["feat_dim"]) if cfg.get("deform_features") else None
+        av = cls(torch.zeros(n, 3), sd["landmarks"], feat_dim=cfg["feat_dim"], n_expr=cfg["n_expr"],
+                 n_freqs=cfg["n_freqs"], hidden=cfg["hidden"], init_scale=0.01, deform_features=fd,
+                 deform_hidden=cfg.get("deform_hidden"), binding=binding, attr_bound=cfg.get("attr_bound"),
+                 clamp_expression=bool(cfg.get("clamp_expression")))
+        if cfg.get("color_offset") or "color_offset" in sd:
+            av.enable_color_offset()
+        res = av.load_state_dict(sd, strict=False)
+        missing = [k for k in res.missing_keys if k not in EXPR_STATS]  # format 1 has no expression range
+        if missing or res.unexpected_keys:
+            raise RuntimeError(f"state does not match the avatar: missing {missing[:5]}, "
+                               f"unexpected {res.unexpected_keys[:5]}")
+        if cfg.get("expression_range"):
+            av.config["expression_range"] = True
+        return av
+
+    @classmethod
     def load(cls, path: str | os.PathLike, map_location="cpu") -> "GaussianAvatar":
         from .errors import InputError
 
@@ -141,15 +288,10 @@ class GaussianAvatar(nn.Module):
             raise InputError(f"{path}: not a readable StyleTalker avatar ({e})") from None
         if not isinstance(blob, dict) or blob.get("format") != "styletalker-avatar":
             raise InputError(f"{path}: not a StyleTalker avatar file")
-        cfg = dict(blob["config"])
-        sd = blob["state_dict"]
-        n = cfg.pop("n_points")
-        fd = torch.zeros(n, cfg["feat_dim"]) if cfg.get("deform_features") else None
-        av = cls(torch.zeros(n, 3), sd["landmarks"], feat_dim=cfg["feat_dim"], n_expr=cfg["n_expr"],
-                 n_freqs=cfg["n_freqs"], hidden=cfg["hidden"], init_scale=0.01, deform_features=fd)
-        if cfg.get("color_offset") or "color_offset" in sd:
-            av.enable_color_offset()
-        av.load_state_dict(sd)
+        try:
+            av = cls.from_state(blob["config"], blob["state_dict"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as e:
+            raise InputError(f"{path}: damaged StyleTalker avatar ({type(e).__name__}: {e})") from None
         av.extra = blob.get("extra", {})
         return av
 

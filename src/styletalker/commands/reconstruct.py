@@ -1,8 +1,9 @@
 """Reconstruct the 3D Gaussian head avatar of a preprocessed work folder (paper Sec. 3.2).
 
-Stage 1 fits a DMTet mesh (from a unit sphere) with an expression-conditioned deformation field;
-a multi-view prior renders 6 views of the neutral frame over ~120 degrees; stage 2 trains the
-Gaussian avatar (initialised at the mesh, deformation kept) on the frames plus the prior views.
+Stage 1 fits a DMTet mesh (starting from the clip's visual hull closed at a head's depth) with an
+expression-conditioned deformation field; a multi-view prior renders 18 views of the neutral frame
+over 180 degrees; stage 2 trains Gaussians anchored to the mesh's triangles (deformation kept) on
+the frames plus the prior views.
 Held-out frames (every 10th) are scored with PSNR/SSIM (reconstruct/metrics.json).
 Interrupted runs resume; a finished one is a no-op unless --force. See docs/reconstruct.md.
 """
@@ -30,6 +31,10 @@ def add_arguments(p):
     g.add_argument("--prior-model", metavar="ID|PATH",
                    help="--prior svd: a Hugging Face id or local folder of a diffusers StableVideoDiffusionPipeline")
     g.add_argument("--seed", type=int)
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
+                   help="any option of the reconstruction config by its dotted name, e.g. gauss.anchor=free, "
+                        "mesh.init=sphere, prior.views=6, gauss.train.densify.enabled=false (docs/reconstruct.md "
+                        "lists them); repeatable")
     a = p.add_argument_group("ablations (paper Table 5)")
     a.add_argument("--no-mesh", action="store_true", help="D1: no mesh stage; Gaussians from a unit sphere, MLP_deform trained from scratch")
     a.add_argument("--no-prior", action="store_true", help="w/o multi-view prior (same as --prior none)")
@@ -43,13 +48,16 @@ def run(args):
     from ..errors import InputError
     from ..reconstruct import run_reconstruct
 
+    from ..reconstruct.config import parse_assignment
+
     if args.no_prior and args.prior not in (None, "none"):
         raise InputError("--no-prior conflicts with --prior " + args.prior)
+    extra = dict(parse_assignment(a) for a in args.options)
     out = run_reconstruct(
         args.work, preset=args.preset, force=args.force, device=args.device,
         mesh_iters=args.mesh_iters, gauss_iters=args.gauss_iters, mesh_res=args.mesh_res, gauss_points=args.gauss_points,
         size=args.size, max_frames=args.max_frames, prior=args.prior, prior_model=args.prior_model, seed=args.seed,
-        no_mesh=args.no_mesh, no_prior=args.no_prior, retrain_deform=args.retrain_deform or None,
+        no_mesh=args.no_mesh, no_prior=args.no_prior, retrain_deform=args.retrain_deform or None, **extra,
     )
     from ..reconstruct.pipeline import format_metrics
 

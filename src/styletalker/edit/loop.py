@@ -242,7 +242,7 @@ def _gaussians(avatar, expr, view: int, train: str, cache: dict):
     if view not in cache:
         with torch.no_grad():
             g = avatar(expr)
-            base = avatar.color(avatar.features, expr.to(avatar.xyz))
+            base = avatar.mlp_colors(expr)
         cache[view] = (g, torch.logit(base.clamp(1e-6, 1 - 1e-6)))
     g, logit = cache[view]
     return GaussianState(g.means, g.quats, g.scales, g.opacities, torch.sigmoid(logit + avatar.color_offset))

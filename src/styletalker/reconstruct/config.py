@@ -43,6 +43,8 @@ class MeshOptions:
     res: int = 32
     extent: float = 1.45  # half size of the tet grid, in sphere radii, centred on the sphere
     radius: float | None = None  # initial sphere radius (dm); None: from the landmarks (~1.2)
+    init: str = "hull"  # starting surface: hull (visual hull closed at a head's depth) or sphere (the paper's)
+    depth_ratio: float = 1.35  # hull: head depth behind the nose tip, in face widths
     smooth: float = 1.0
     offset_scale: float = 0.25
     train: MeshTrainConfig = field(default_factory=MeshTrainConfig)
@@ -52,8 +54,11 @@ class MeshOptions:
 class PriorOptions:
     backend: str = "symmetric"  # symmetric | svd | none
     model: str | None = None  # local folder of the svd pipeline
-    views: int = 6
-    span_deg: float = 120.0
+    views: int = 18  # the paper's Table 4: 18 views better than 6
+    span_deg: float = 180.0
+    # symmetric: weight of prior-view pixels seen frontally / at a grazing angle in the neutral
+    # frame, mirrored from the other side, filled (None: all 1, the format-1 prior)
+    confidence: tuple[float, float, float, float] | None = (0.0, 0.5, 1.0, 0.5)
     steps: int = 25  # svd: denoising steps
     orbit_deg: float = 360.0  # svd: yaw covered by the generated frames
 
@@ -95,6 +100,7 @@ PRESETS: dict[str, dict] = {
         "mesh.train.batch": 1,
         "gauss.points": 3000,
         "gauss.train.iters": 40,
+        "gauss.train.densify.every": 10,
     },
     "cpu": {
         "mesh.res": 32,
@@ -119,6 +125,33 @@ PRESETS: dict[str, dict] = {
 
 
 ANCHORS = ("mesh", "free")
+MESH_INITS = ("hull", "sphere")
+
+
+def parse_value(text: str):
+    """A command-line option value: none/null, true/false, an int, a float, a comma list (tuple)
+    of those, or else the string itself."""
+    t = text.strip()
+    if "," in t:
+        return tuple(parse_value(x) for x in t.split(",") if x.strip())
+    if t.lower() in ("none", "null"):
+        return None
+    if t.lower() in ("true", "false"):
+        return t.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(t)
+        except ValueError:
+            pass
+    return t
+
+
+def parse_assignment(text: str) -> tuple[str, object]:
+    """``"gauss.anchor=free"`` -> ``("gauss.anchor", "free")`` (see :func:`parse_value`)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"--set expects KEY=VALUE with a dotted option name, got {text!r}")
+    return key.strip(), parse_value(value)
 
 
 def _set(obj, dotted: str, value) -> None:
@@ -166,6 +199,8 @@ def validate(cfg: ReconstructConfig) -> None:
         raise InputError(f"unknown Gaussian anchor {cfg.gauss.anchor!r}; choose from {', '.join(ANCHORS)}")
     if cfg.gauss.anchor == "mesh" and (not cfg.mesh.enabled or cfg.gauss.retrain_deform):
         cfg.gauss.anchor = "free"  # the ablations without the stage-1 mesh / its MLP_deform
+    if cfg.mesh.init not in MESH_INITS:
+        raise InputError(f"unknown mesh init {cfg.mesh.init!r}; choose from {', '.join(MESH_INITS)}")
     if cfg.mesh.res < 4:
         raise InputError("mesh resolution must be >= 4")
     if cfg.prior.views < 1 and cfg.prior.backend != "none":

@@ -103,6 +103,17 @@ def cut_plane_valid(K, world_to_cam, y_cut: float, width: int, height: int, z_re
     return (s < 0).float().unsqueeze(-1)
 
 
+def edge_band(mask: torch.Tensor, px: int) -> torch.Tensor:
+    """(N,H,W,1) pixels within ``px`` pixels of the outline of the {0,1} masks (N,H,W,1)."""
+    if px <= 0:
+        return torch.zeros_like(mask)
+    m = mask.permute(0, 3, 1, 2).float()
+    k = 2 * px + 1
+    dil = F.max_pool2d(m, k, stride=1, padding=px)
+    ero = -F.max_pool2d(-m, k, stride=1, padding=px)
+    return (dil - ero).permute(0, 2, 3, 1).contiguous()
+
+
 def _inframe(crop_box, src_w, src_h, size_w, size_h) -> torch.Tensor:
     out = []
     for b in crop_box.tolist():

@@ -23,7 +23,7 @@ from .data import ReconData
 def render_avatar_frame(avatar, data: ReconData, i: int) -> torch.Tensor:
     from ..render import Camera
 
-    dev = avatar.xyz.device
+    dev = avatar.device
     cam = Camera(data.K[i].to(dev), data.world_to_cam[i].to(dev), data.width, data.height)
     out = avatar.render(data.expression[i].to(dev), cam, background=data.background)
     return data.composite(out.image.detach().float().cpu().clamp(0, 1), i)

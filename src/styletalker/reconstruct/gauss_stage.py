@@ -20,14 +20,14 @@ apply): 0.1 L1 + 0.1 (1 - IoU) + w_dssim (1 - SSIM), all inside the valid head r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from ..avatar import GaussianAvatar
 from ..metrics import ssim_torch
-from ..models import DeformField
-from .data import ReconData, cut_plane_valid
+from .data import ReconData, cut_plane_valid, edge_band
+from .density import DensifyConfig
 from .mesh_stage import masked_l1, soft_iou_loss
 
 
@@ -49,6 +49,10 @@ class GaussTrainConfig:
     w_dssim: float = 0.025
     w_def: float = 1.0
     max_scale: float = 0.1  # dm; larger Gaussians are penalised
+    w_offset: float = 1.0  # mesh-anchored: penalty on offsets from the surface beyond max_offset
+    max_offset: float = 0.03  # dm
+    edge_px: int = 2  # pixels on each side of the head mask's outline left out of the colour loss
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
 
 
 def _fibonacci_sphere(n: int) -> torch.Tensor:
@@ -73,36 +77,77 @@ def sample_surface(verts: torch.Tensor, faces: torch.Tensor, feats: torch.Tensor
     return pts, f
 
 
+def sample_faces(verts: torch.Tensor, faces: torch.Tensor, n: int, gen: torch.Generator):
+    """``n`` points spread over the mesh in proportion to triangle area: every triangle gets the
+    whole part of its share, the fractions are drawn at random (so no region is left empty by
+    chance). Returns (face index (n,), barycentric coordinates (n,3))."""
+    v = verts[faces]
+    area = torch.linalg.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]).norm(dim=-1).double()
+    share = area / area.sum() * n
+    whole = share.floor().long()
+    rest = n - int(whole.sum())
+    fid = torch.repeat_interleave(torch.arange(faces.shape[0]), whole)
+    if rest > 0:
+        extra = torch.multinomial((share - whole).float().clamp_min(0) + 1e-12, rest, replacement=False, generator=gen)
+        fid = torch.cat([fid, extra])
+    r1 = torch.rand(n, generator=gen).sqrt()
+    r2 = torch.rand(n, generator=gen)
+    bary = torch.stack([1 - r1, r1 * (1 - r2), r1 * r2], -1)
+    return fid, bary
+
+
 def init_from_mesh(mesh_model, n_points: int | None, hidden: int, seed: int = 0, retrain_deform: bool = False,
-                   init_opacity: float = 0.8) -> GaussianAvatar:
+                   init_opacity: float = 0.8, anchor: str = "mesh", attr_bound: float | None = None,
+                   clamp_expression: bool = False, thickness: float = 0.3) -> GaussianAvatar:
+    """Gaussians on the stage-1 surface with its features (paper: initialised from the mesh).
+
+    ``anchor="mesh"``: ``n_points`` Gaussians bound to the triangles (see :mod:`styletalker.avatar`),
+    flat discs in the triangle plane (normal scale ``thickness`` x the in-plane scale), MLP_deform
+    copied from stage 1. ``anchor="free"``: free centres at the mesh vertices plus surface samples.
+    """
+    cfg = mesh_model.config
     with torch.no_grad():
         m = mesh_model.extract()
         verts, feats, faces = m.verts.detach(), m.attrs.detach(), m.faces
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    common = dict(feat_dim=cfg["feat_dim"], n_expr=cfg["n_expr"], n_freqs=cfg["n_freqs"], hidden=hidden,
+                  init_opacity=init_opacity, deform_hidden=cfg["hidden"], attr_bound=attr_bound,
+                  clamp_expression=clamp_expression)
+    if anchor == "mesh":
+        if retrain_deform:
+            raise ValueError("mesh-anchored Gaussians keep the stage-1 MLP_deform (use anchor='free' for D2)")
+        n = int(n_points or verts.shape[0])
+        fid, bary = sample_faces(verts, faces, n, g)
+        f = (bary[..., None] * feats[faces[fid]]).sum(1)
+        v = verts[faces]
+        total = float(torch.linalg.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]).norm(dim=-1).sum() / 2)
+        s = (total / n) ** 0.5 * 0.7
+        scale = torch.tensor([s, s, s * thickness])
+        av = GaussianAvatar(torch.zeros(n, 3), mesh_model.landmarks.detach(), features=f, init_scale=scale,
+                            binding={"verts": verts, "faces": faces, "features": feats, "face_id": fid, "bary": bary},
+                            **common)
+    elif anchor == "free":
         if n_points and n_points > verts.shape[0]:
-            g = torch.Generator().manual_seed(seed)
             p, f = sample_surface(verts, faces, feats, n_points - verts.shape[0], g)
             verts, feats = torch.cat([verts, p]), torch.cat([feats, f])
-    cfg = mesh_model.config
-    torch.manual_seed(seed)
-    nn_d = _nn_distance(verts)
-    av = GaussianAvatar(verts, mesh_model.landmarks.detach(), features=feats, feat_dim=cfg["feat_dim"],
-                        n_expr=cfg["n_expr"], n_freqs=cfg["n_freqs"], hidden=hidden, init_scale=nn_d,
-                        init_opacity=init_opacity, deform_features=None if retrain_deform else feats)
+        av = GaussianAvatar(verts, mesh_model.landmarks.detach(), features=feats, init_scale=_nn_distance(verts),
+                            deform_features=None if retrain_deform else feats, **common)
+    else:
+        raise ValueError(f"unknown anchor {anchor!r}")
     if not retrain_deform:
-        if cfg["hidden"] != hidden:
-            av.deform = DeformField(cfg["feat_dim"], cfg["n_expr"], cfg["n_freqs"], cfg["hidden"])
-            av.config["deform_hidden"] = cfg["hidden"]
         av.deform.load_state_dict(mesh_model.deform.state_dict())
     return av
 
 
 def init_from_sphere(center, radius: float, landmarks: torch.Tensor, n_points: int, feat_dim: int, n_expr: int,
-                     n_freqs: int, hidden: int, seed: int = 0, init_opacity: float = 0.8) -> GaussianAvatar:
+                     n_freqs: int, hidden: int, seed: int = 0, init_opacity: float = 0.8,
+                     attr_bound: float | None = None, clamp_expression: bool = False) -> GaussianAvatar:
     torch.manual_seed(seed)
     pts = _fibonacci_sphere(n_points) * radius + torch.as_tensor(center, dtype=torch.float32)
     return GaussianAvatar(pts, landmarks, features=0.01 * torch.randn(n_points, feat_dim), feat_dim=feat_dim,
                           n_expr=n_expr, n_freqs=n_freqs, hidden=hidden, init_scale=_nn_distance(pts),
-                          init_opacity=init_opacity)
+                          init_opacity=init_opacity, attr_bound=attr_bound, clamp_expression=clamp_expression)
 
 
 def _nn_distance(x: torch.Tensor, sample: int = 4096) -> float:
@@ -114,7 +159,7 @@ def _nn_distance(x: torch.Tensor, sample: int = 4096) -> float:
 
 def make_optimizer(av: GaussianAvatar, cfg: GaussTrainConfig) -> torch.optim.Adam:
     groups = [
-        {"params": [av.xyz], "lr": cfg.lr_xyz, "name": "xyz"},
+        {"params": [av.offset if av.bound else av.xyz], "lr": cfg.lr_xyz, "name": "xyz"},
         {"params": [av.features], "lr": cfg.lr_features, "name": "features"},
         {"params": [av.log_scales], "lr": cfg.lr_scales, "name": "scales"},
         {"params": [av.quats], "lr": cfg.lr_quats, "name": "quats"},
@@ -137,13 +182,21 @@ class Sample:
     world_to_cam: torch.Tensor
     expression: torch.Tensor
     landmarks: torch.Tensor | None  # tracked 3D landmarks (video frames only)
+    rgb_weight: torch.Tensor  # (H,W,1) per-pixel weight of the colour loss
 
 
 class SampleSource:
-    """Training frames and prior views as one sampling pool."""
+    """Training frames and prior views as one sampling pool.
 
-    def __init__(self, data: ReconData, views=None, prior_prob: float = 0.25):
+    The colour loss leaves out a band of ``edge_px`` pixels on each side of the head mask's
+    outline (the mask's edge mixes hair and ears with the backdrop; the silhouette loss still
+    sees it), and weights prior-view pixels by the prior's confidence where it gives one.
+    """
+
+    def __init__(self, data: ReconData, views=None, prior_prob: float = 0.25, edge_px: int = 0):
         self.data = data
+        self.edge_px = int(edge_px)
+        self.rgb_weight = data.valid * (1 - edge_band(data.head, self.edge_px))
         self.views = views if views is not None and len(views) > 0 else None
         self.prior_prob = prior_prob if self.views is not None else 0.0
         if self.views is not None:
@@ -158,15 +211,18 @@ class SampleSource:
             self.prior_head = m.to(dev)
             self.prior_K, self.prior_w2c = v.K.to(dev), v.world_to_cam.to(dev)
             self.prior_expr = v.expression.to(dev)
+            w = m.new_ones(m.shape) if getattr(v, "weights", None) is None else v.weights.cpu()
+            self.prior_rgb_weight = (valid * w * (1 - edge_band(m, self.edge_px))).to(dev)
 
     def draw(self, gen: torch.Generator) -> Sample:
         d = self.data
         if self.views is not None and float(torch.rand((), generator=gen)) < self.prior_prob:
             k = int(torch.randint(len(self.views), (), generator=gen))
             return Sample(self.prior_target[k], self.prior_head[k], self.prior_valid[k], self.prior_K[k],
-                          self.prior_w2c[k], self.prior_expr, None)
+                          self.prior_w2c[k], self.prior_expr, None, self.prior_rgb_weight[k])
         i = int(d.train_idx[int(torch.randint(len(d.train_idx), (), generator=gen))])
-        return Sample(d.target[i], d.head[i], d.valid[i], d.K[i], d.world_to_cam[i], d.expression[i], d.landmarks3d[i])
+        return Sample(d.target[i], d.head[i], d.valid[i], d.K[i], d.world_to_cam[i], d.expression[i], d.landmarks3d[i],
+                      self.rgb_weight[i])
 
 
 def landmark_features(av: GaussianAvatar, k: int = 4) -> torch.Tensor:
@@ -180,16 +236,16 @@ def landmark_features(av: GaussianAvatar, k: int = 4) -> torch.Tensor:
 def gauss_losses(av: GaussianAvatar, samples: list[Sample], data: ReconData, cfg: GaussTrainConfig) -> dict:
     from ..render import Camera, render
 
-    bg = torch.tensor(data.background, dtype=torch.float32, device=av.xyz.device)
+    bg = torch.tensor(data.background, dtype=torch.float32, device=av.device)
     l_rgb = l_sil = l_ssim = l_def = 0.0
     n_def = 0
     for s in samples:
         cam = Camera(s.K, s.world_to_cam, data.width, data.height)
         g = av(s.expression)
         out = render(g.means, g.quats, g.scales, g.opacities, g.colors, cam, bg)
-        l_rgb = l_rgb + masked_l1(out.image, s.target, s.valid)
+        l_rgb = l_rgb + masked_l1(out.image, s.target, s.rgb_weight)
         l_sil = l_sil + soft_iou_loss(out.alpha, s.head, s.valid)
-        if cfg.w_dssim > 0:
+        if cfg.w_dssim > 0 and s.landmarks is not None:  # video frames only (prior views: weighted L1)
             img = out.image * s.valid + bg * (1 - s.valid)
             l_ssim = l_ssim + (1 - ssim_torch(img, s.target))
         if cfg.train_deform and s.landmarks is not None:
@@ -202,4 +258,6 @@ def gauss_losses(av: GaussianAvatar, samples: list[Sample], data: ReconData, cfg
         l_def = l_def / n_def
     big = torch.relu(av.log_scales - math.log(cfg.max_scale)).mean()
     total = cfg.w_rgb * l_rgb + cfg.w_sil * l_sil + cfg.w_dssim * l_ssim + cfg.w_def * l_def + 0.1 * big
+    if av.bound and cfg.w_offset > 0:
+        total = total + cfg.w_offset * torch.relu(av.offset.norm(dim=-1) - cfg.max_offset).mean()
     return {"total": total, "rgb": l_rgb, "sil": l_sil, "dssim": l_ssim, "def": l_def}

@@ -43,6 +43,7 @@ class MeshTrainConfig:
     w_offset_frame: float = 0.01  # |MLP_deform|^2 at the frame's expression (as Gaussian-Head-Avatar)
     w_lap: float = 0.0  # Laplacian smoothing (GHA uses it; it fights the SDF under Adam, off by default)
     deform_warmup: float = 0.3  # fraction of iterations with MLP_deform frozen (geometry first)
+    w_sym: float = 1.0  # mean |SDF(x) - SDF(mirror x)| about the face's plane (a symmetric head)
     sigma: float = 0.5
 
 
@@ -102,11 +103,22 @@ def mesh_losses(model: DMTetHead, data: ReconData, frames, cfg: MeshTrainConfig,
         D0 = model.deform(mesh.attrs, mesh.verts, data.expression[data.neutral_index])
         l_off = l_off + cfg.w_offset * (D0**2).sum(-1).mean()
     l_lmk = model.sdf_at(model.landmarks, sdf).abs().mean()
+    l_sym = symmetry_loss(model, sdf) if cfg.w_sym > 0 else torch.zeros(())
     l_reg = sdf_sign_reg(model, sdf) if cfg.w_sdf_reg > 0 else torch.zeros(())
     total = (cfg.w_rgb * l_rgb + cfg.w_def * l_def + cfg.w_sil * l_sil + cfg.w_lmk * l_lmk + cfg.w_sdf_reg * l_reg
-             + l_off + cfg.w_lap * l_lap)
+             + l_off + cfg.w_lap * l_lap + cfg.w_sym * l_sym)
     return {"total": total, "rgb": l_rgb, "sil": l_sil, "def": l_def, "lmk": l_lmk, "off": l_off, "lap": l_lap,
+            "sym": l_sym,
             "faces": mesh.faces.shape[0]}
+
+
+def symmetry_loss(model: DMTetHead, sdf: torch.Tensor) -> torch.Tensor:
+    """Mean |SDF(x) - SDF(mirror x)| over the lattice. The grid is centred on the face's symmetry
+    plane (x = mean of the neutral landmarks' x, see ``sphere_init``), so the mirror image of a
+    lattice point is the lattice point with the x index flipped."""
+    n = model.config["res"] + 1
+    vol = sdf.reshape(n, n, n)
+    return (vol - vol.flip(2)).abs().mean()
 
 
 def laplacian_loss(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:

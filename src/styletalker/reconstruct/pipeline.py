@@ -21,8 +21,10 @@ from ..workdir import atomic_write_json, is_complete, log, mark_complete, read_j
 from . import config as C
 from .checkpoint import load_state, resume_from, save_state, train_loop
 from .data import ReconData, from_dataset
+from .density import DensityControl
 from .dmtet import DMTetHead
 from .evaluate import evaluate_avatar, evaluate_mesh, save_orbit, save_side_by_side
+from ..avatar import GaussianAvatar
 from .gauss_stage import (SampleSource, gauss_losses, init_from_mesh, init_from_sphere)
 from .gauss_stage import make_optimizer as gauss_optimizer
 from .mesh_io import write_obj
@@ -53,6 +55,7 @@ def sphere_init(data: ReconData, radius: float | None = None) -> tuple[torch.Ten
 
 
 def build_mesh_model(cfg: C.ReconstructConfig, data: ReconData) -> DMTetHead:
+    """The stage-1 model, its SDF a sphere (see :func:`set_initial_shape`)."""
     m, mo = cfg.mesh, cfg.model
     center, radius = sphere_init(data, m.radius)
     return DMTetHead(data.neutral_landmarks, res=m.res, extent=m.extent * radius, center=center, radius=radius,
@@ -60,16 +63,17 @@ def build_mesh_model(cfg: C.ReconstructConfig, data: ReconData) -> DMTetHead:
                      smooth=m.smooth)
 
 
-def _avatar_from_blob(cfg: dict, sd: dict):
-    from ..avatar import GaussianAvatar
+def set_initial_shape(model: DMTetHead, cfg: C.ReconstructConfig, data: ReconData) -> None:
+    """``mesh.init = "hull"``: start from the clip's visual hull closed at a head's depth
+    (:mod:`.shape_prior`) instead of the sphere; kept as the sphere when no silhouette is usable."""
+    if cfg.mesh.init != "hull":
+        return
+    from .shape_prior import head_occupancy, occupancy_to_sdf
 
-    cfg = dict(cfg)
-    n = cfg.pop("n_points")
-    fd = torch.zeros(n, cfg["feat_dim"]) if cfg.get("deform_features") else None
-    av = GaussianAvatar(torch.zeros(n, 3), sd["landmarks"], feat_dim=cfg["feat_dim"], n_expr=cfg["n_expr"],
-                        n_freqs=cfg["n_freqs"], hidden=cfg["hidden"], init_scale=0.01, deform_features=fd)
-    av.load_state_dict(sd)
-    return av
+    occ = head_occupancy(model.grid_verts.cpu(), _to(data, "cpu"), depth_ratio=cfg.mesh.depth_ratio)
+    if int(occ.sum()) > 8:
+        with torch.no_grad():
+            model.sdf.copy_(occupancy_to_sdf(occ, model.grid.cell).to(model.sdf))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,6 +83,8 @@ def run_mesh_stage(cfg: C.ReconstructConfig, data: ReconData, folder: Path, show
     model = build_mesh_model(cfg, data)
     tc = cfg.mesh.train
     st = load_state(ckpt)
+    if st is None:
+        set_initial_shape(model, cfg, data)
     if is_complete(folder):
         if st is None:
             raise InputError(f"{ckpt} is missing although {folder} is marked complete; rerun with --force")
@@ -159,6 +165,9 @@ def run_prior_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead 
     cams = orbit_cameras(data.K[n].cpu(), data.world_to_cam[n].cpu(), center, data.width, data.height,
                          n=cfg.prior.views, span_deg=cfg.prior.span_deg)
     kw = {}
+    if cfg.prior.backend == "symmetric":
+        conf = cfg.prior.confidence
+        kw = {"confidence": None if conf is None else tuple(float(c) for c in conf)}
     if cfg.prior.backend == "svd":
         kw = {"num_inference_steps": cfg.prior.steps, "orbit_degrees": cfg.prior.orbit_deg, "seed": cfg.seed}
     prior = get_prior(cfg.prior.backend, cfg.prior.model, device=cfg.device, **kw)
@@ -191,20 +200,25 @@ def run_gauss_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead 
     if is_complete(folder):
         if st is None:
             raise InputError(f"{ckpt} is missing although {folder} is marked complete; rerun with --force")
-        av = _avatar_from_blob(st["avatar_config"], st["avatar"]).to(cfg.device)
+        av = GaussianAvatar.from_state(st["avatar_config"], st["avatar"]).to(cfg.device)
         return av, read_json(folder / "stage.json")
     mo = cfg.model
     if st is not None:
-        av = _avatar_from_blob(st["avatar_config"], st["avatar"])
-    elif model is not None:
-        av = init_from_mesh(model.cpu(), cfg.gauss.points, mo.hidden, seed=cfg.seed,
-                            retrain_deform=cfg.gauss.retrain_deform, init_opacity=cfg.gauss.init_opacity)
-        model.to(cfg.device)
+        av = GaussianAvatar.from_state(st["avatar_config"], st["avatar"])
     else:
-        center, radius = sphere_init(data, cfg.mesh.radius)
-        av = init_from_sphere(center, radius, data.neutral_landmarks.cpu(), cfg.gauss.points, mo.feat_dim,
-                              data.expression.shape[1], mo.n_freqs, mo.hidden, seed=cfg.seed,
-                              init_opacity=cfg.gauss.init_opacity)
+        go = cfg.gauss
+        if model is not None:
+            av = init_from_mesh(model.cpu(), go.points, mo.hidden, seed=cfg.seed, retrain_deform=go.retrain_deform,
+                                init_opacity=go.init_opacity, anchor=go.anchor, attr_bound=go.attr_bound,
+                                clamp_expression=go.clamp_expression, thickness=go.thickness)
+            model.to(cfg.device)
+        else:
+            center, radius = sphere_init(data, cfg.mesh.radius)
+            av = init_from_sphere(center, radius, data.neutral_landmarks.cpu(), go.points, mo.feat_dim,
+                                  data.expression.shape[1], mo.n_freqs, mo.hidden, seed=cfg.seed,
+                                  init_opacity=go.init_opacity, attr_bound=go.attr_bound,
+                                  clamp_expression=go.clamp_expression)
+        av.set_expression_range(data.expression[data.train_idx].cpu(), data.expression[data.neutral_index].cpu())
     av = av.to(cfg.device)
     opt = gauss_optimizer(av, tc)
     gen = torch.Generator().manual_seed(cfg.seed + 2)
@@ -212,7 +226,10 @@ def run_gauss_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead 
     if st is None:
         m0, _ = evaluate_avatar(av, data, _eval_frames(data))
         info["heldout_init"] = {"psnr": m0["psnr"], "ssim": m0["ssim"]}
-    src = SampleSource(data, views, tc.prior_prob)
+    src = SampleSource(data, views, tc.prior_prob, tc.edge_px)
+    dc = DensityControl(tc.densify, tc.iters, int(info.get("initial_points", av.num_points)))
+    info.setdefault("initial_points", av.num_points)
+    dc.load_state_dict(st.get("density") if st else None)
     t0_box = [time.time()]
 
     def step(it):
@@ -220,18 +237,22 @@ def run_gauss_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead 
         out = gauss_losses(av, samples, data, tc)
         opt.zero_grad(set_to_none=True)
         out["total"].backward()
+        dc.accumulate(av, it)
         opt.step()
-        return {"loss": float(out["total"].detach()), "l1": float(out["rgb"].detach())}
+        dc.step(av, opt, gen, it)
+        return {"loss": float(out["total"].detach()), "l1": float(out["rgb"].detach()), "n": av.num_points}
 
     def save(done):
         info["seconds"] = info.get("seconds", 0.0) + time.time() - t0_box[0]
         t0_box[0] = time.time()
         save_state(ckpt, avatar=av.state_dict(), avatar_config=dict(av.config), optimizer=opt.state_dict(),
-                   generator=gen.get_state(), iteration=done, info=info, config=cfg.to_json())
+                   generator=gen.get_state(), iteration=done, info=info, config=cfg.to_json(),
+                   density=dc.state_dict())
 
     train_loop("gaussians", tc.iters, start, step, save, ckpt_every=cfg.ckpt_every, show_progress=show_progress,
                hook=hook, deterministic_kernels=cfg.device == "cpu")
-    summary = {"iterations": tc.iters, "points": av.num_points, "seconds": round(info.get("seconds", 0.0), 1),
+    summary = {"iterations": tc.iters, "points": av.num_points, "initial_points": info["initial_points"],
+               "density": dc.log, "seconds": round(info.get("seconds", 0.0), 1),
                "heldout_init": info["heldout_init"], "deform": "trained" if train_deform else "frozen (from stage 1)",
                "prior_views": 0 if views is None else len(views)}
     mark_complete(folder, **summary)
@@ -387,7 +408,7 @@ ALIASES = {
 def resolve_aliases(overrides: dict) -> dict:
     out = {}
     for k, v in overrides.items():
-        if v is None:
+        if v is None and "." not in k:  # an option the caller left unset (dotted keys may set None)
             continue
         if k == "no_mesh":
             if v:

@@ -66,6 +66,7 @@ class PriorViews:
     expression: torch.Tensor  # (E,) expression the views show (the neutral frame's)
     yaw_deg: list[float]
     backend: str
+    weights: torch.Tensor | None = None  # (V,H,W,1) in [0,1]: confidence of each pixel's colour
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -108,8 +109,10 @@ def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def harmonic_fill(values: torch.Tensor, known: torch.Tensor, faces: torch.Tensor, iters: int = 300) -> torch.Tensor:
-    """Fill unknown per-vertex values by repeated neighbour averaging (Jacobi) over mesh edges."""
+def harmonic_fill(values: torch.Tensor, known: torch.Tensor, faces: torch.Tensor, iters: int = 300,
+                  verts: torch.Tensor | None = None) -> torch.Tensor:
+    """Fill unknown per-vertex values by repeated neighbour averaging (Jacobi) over mesh edges,
+    starting from the nearest known vertex's value (``verts`` given) or the known mean."""
     V = values.shape[0]
     if bool(known.all()) or not bool(known.any()):
         return values
@@ -118,8 +121,15 @@ def harmonic_fill(values: torch.Tensor, known: torch.Tensor, faces: torch.Tensor
     A = torch.sparse_coo_tensor(e.T, torch.ones(e.shape[0]), (V, V), check_invariants=False).coalesce()
     deg = torch.sparse.sum(A, 1).to_dense().clamp_min(1)[:, None]
     x = values.clone()
-    # start unknown vertices at the mean of the known ones
-    x[~known] = values[known].mean(0)
+    # start each unknown vertex at the value of the nearest known one (so the back of the head
+    # starts from the hair around it, not from an average dominated by the face), then smooth
+    from scipy.spatial import cKDTree
+
+    if verts is not None:
+        _, nn = cKDTree(verts[known].double().numpy()).query(verts[~known].double().numpy())
+        x[~known] = values[known][torch.from_numpy(nn).long()]
+    else:
+        x[~known] = values[known].mean(0)
     for _ in range(iters):
         avg = torch.sparse.mm(A, x) / deg
         x = torch.where(known[:, None], values, avg)
@@ -138,13 +148,21 @@ class SymmetricPrior(MultiViewPrior):
 
     name = "symmetric"
 
-    def __init__(self, min_facing: float = 0.2, depth_tol: float = 0.05, soft: bool = False):
+    def __init__(self, min_facing: float = 0.2, depth_tol: float = 0.05, soft: bool = False,
+                 confidence: tuple[float, float, float, float] | None = None, frontal_facing: float = 0.5):
+        """``confidence``: per-pixel weights (seen frontally, seen at a grazing angle, mirrored,
+        filled) written with the views; a pixel is *seen frontally* when the neutral camera looks
+        at its surface point with facing (cosine) above ``frontal_facing``: the video frames
+        supervise it, the prior view need not. ``None``: no weights (every pixel counts fully)."""
         self.min_facing = min_facing
         self.depth_tol = depth_tol
         self.soft = soft
+        self.confidence = confidence
+        self.frontal_facing = frontal_facing
 
-    def _lookup(self, pts, normals, ctx):
-        """Colour (P,3) and a 'seen' flag (P,) for 3D points as observed in the neutral frame."""
+    def _lookup(self, pts, normals, ctx, facing_out: list | None = None):
+        """Colour (P,3) and a 'seen' flag (P,) for 3D points as observed in the neutral frame
+        (``facing_out`` receives the cosine between normal and view direction)."""
         K, w2c, W, H, depth, img = ctx["K"], ctx["w2c"], ctx["W"], ctx["H"], ctx["depth"], ctx["img"]
         from .raster import project_points
 
@@ -158,7 +176,10 @@ class SymmetricPrior(MultiViewPrior):
         if normals is not None:
             view = ctx["cam_c"] - pts
             view = view / view.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-            vis &= (normals * view).sum(-1) > self.min_facing
+            facing = (normals * view).sum(-1)
+            vis &= facing > self.min_facing
+            if facing_out is not None:
+                facing_out.append(facing)
         grid = torch.stack([xy[:, 0] / W * 2 - 1, xy[:, 1] / H * 2 - 1], -1).reshape(1, 1, -1, 2)
         samp = torch.nn.functional.grid_sample(img.permute(2, 0, 1)[None], grid, mode="bilinear",
                                                align_corners=False, padding_mode="border")[0, :, 0].T
@@ -192,7 +213,7 @@ class SymmetricPrior(MultiViewPrior):
         colors = torch.where(seen[:, None], col, colm)
         known = seen | mirrored
         if bool(known.any()):
-            colors = harmonic_fill(colors, known, faces)
+            colors = harmonic_fill(colors, known, faces, verts=verts)
         elif mesh.colors is not None:
             colors = mesh.colors.detach().float().cpu()
         return colors, seen, mirrored
@@ -206,7 +227,7 @@ class SymmetricPrior(MultiViewPrior):
         verts, faces = mesh.verts.detach().float().cpu(), mesh.faces.cpu()
         normals = vertex_normals(verts, faces)
         attrs = torch.cat([vcol, verts, normals], -1)
-        imgs, masks = [], []
+        imgs, masks, weights = [], [], []
         bg = torch.tensor(dataset.background, dtype=torch.float32)
         n_seen = n_mirr = n_cov = 0
         for k in range(len(cameras)):
@@ -216,13 +237,21 @@ class SymmetricPrior(MultiViewPrior):
             a = r.image[m] / r.alpha[m].clamp_min(1e-6)  # un-premultiply (no background given)
             fill, pts, nrm = a[:, :3], a[:, 3:6], a[:, 6:9]
             nrm = nrm / nrm.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-            c1, s1 = self._lookup(pts, nrm, ctx)
+            facing: list = []
+            c1, s1 = self._lookup(pts, nrm, ctx, facing)
             c2, s2 = self._lookup(self._mirror(pts, ctx["x_sym"]), self._mirror(nrm, 0.0), ctx)
             col = torch.where(s1[:, None], c1, torch.where(s2[:, None], c2, fill))
             img = bg.expand(cameras.height, cameras.width, 3).clone()
             img[m] = col.clamp(0, 1)
             imgs.append(img)
             masks.append(m.float()[..., None])
+            if self.confidence is not None:
+                w_front, w_graze, w_mirr, w_fill = self.confidence
+                front = s1 & (facing[0] > self.frontal_facing)
+                w = torch.where(front, w_front, torch.where(s1, w_graze, torch.where(s2, w_mirr, w_fill)))
+                wi = torch.zeros(cameras.height, cameras.width)
+                wi[m] = w.float()
+                weights.append(wi[..., None])
             n_seen += int(s1.sum())
             n_mirr += int((~s1 & s2).sum())
             n_cov += int(m.sum())
@@ -230,7 +259,8 @@ class SymmetricPrior(MultiViewPrior):
                       "filled_vertices": int((~(vseen | vmirr)).sum()),
                       "pixels_seen": n_seen / max(n_cov, 1), "pixels_mirrored": n_mirr / max(n_cov, 1)}
         return PriorViews(torch.stack(imgs), torch.stack(masks), cameras.K.clone(), cameras.world_to_cam.clone(),
-                          dataset.expression[i].clone(), list(cameras.yaw_deg), self.name)
+                          dataset.expression[i].clone(), list(cameras.yaw_deg), self.name,
+                          torch.stack(weights) if weights else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,6 +386,8 @@ def save_views(folder: Path, views: PriorViews, **info) -> None:
     for k in range(len(views)):
         for sub, arr in (("views", views.images[k]), ("masks", views.masks[k].expand(-1, -1, 1)[..., 0])):
             write_image(folder / sub / f"{k:03d}.png", arr)
+        if views.weights is not None:
+            write_image(folder / "weights" / f"{k:03d}.png", views.weights[k][..., 0])
     with atomic_path(folder / "cameras.npz") as tmp:
         np.savez(tmp, K=views.K.numpy(), world_to_cam=views.world_to_cam.numpy(), yaw_deg=np.array(views.yaw_deg),
                  expression=views.expression.numpy())
@@ -367,12 +399,16 @@ def load_views(folder: Path, backend: str = "") -> PriorViews:
     folder = Path(folder)
     z = np.load(folder / "cameras.npz")
     n = z["K"].shape[0]
-    imgs, masks = [], []
+    imgs, masks, weights = [], [], []
     for k in range(n):
         imgs.append(torch.from_numpy(np.array(Image.open(folder / "views" / f"{k:03d}.png").convert("RGB"))).float() / 255)
         masks.append((torch.from_numpy(np.array(Image.open(folder / "masks" / f"{k:03d}.png").convert("L"))) > 127).float()[..., None])
+        w = folder / "weights" / f"{k:03d}.png"
+        if w.is_file():
+            weights.append(torch.from_numpy(np.array(Image.open(w).convert("L"))).float()[..., None] / 255)
     if n == 0:
         imgs = masks = None
     return PriorViews(torch.stack(imgs) if imgs else torch.zeros(0, 1, 1, 3), torch.stack(masks) if masks else torch.zeros(0, 1, 1, 1),
                       torch.from_numpy(z["K"]).float(), torch.from_numpy(z["world_to_cam"]).float(),
-                      torch.from_numpy(z["expression"]).float(), [float(y) for y in z["yaw_deg"]], backend)
+                      torch.from_numpy(z["expression"]).float(), [float(y) for y in z["yaw_deg"]], backend,
+                      torch.stack(weights) if weights and len(weights) == n else None)

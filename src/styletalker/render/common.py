@@ -38,6 +38,38 @@ def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
     ).reshape(q.shape[:-1] + (3, 3))
 
 
+def rotmat_to_quat(R: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices (...,3,3) -> unit quaternions (...,4) wxyz with w >= 0.
+
+    Each row uses the best-conditioned of the four standard formulas (largest of w, x, y, z), so
+    it is accurate for every rotation, including 180-degree turns.
+    """
+    m = R.reshape(-1, 3, 3)
+    m00, m11, m22 = m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]
+    four = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
+    r = torch.sqrt(four.clamp_min(1e-12))  # 2|w|, 2|x|, 2|y|, 2|z|
+    d21, d02, d10 = m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]
+    s21, s02, s10 = m[:, 2, 1] + m[:, 1, 2], m[:, 0, 2] + m[:, 2, 0], m[:, 1, 0] + m[:, 0, 1]
+    cand = torch.stack([
+        torch.stack([r[:, 0] ** 2, d21, d02, d10], -1) / (2 * r[:, 0:1]),
+        torch.stack([d21, r[:, 1] ** 2, s10, s02], -1) / (2 * r[:, 1:2]),
+        torch.stack([d02, s10, r[:, 2] ** 2, s21], -1) / (2 * r[:, 2:3]),
+        torch.stack([d10, s02, s21, r[:, 3] ** 2], -1) / (2 * r[:, 3:4]),
+    ], 1)  # (M,4 candidates,4)
+    q = cand[torch.arange(m.shape[0], device=m.device), four.argmax(-1)]
+    q = q * torch.where(q[:, :1] < 0, -1.0, 1.0)
+    q = q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return q.reshape(R.shape[:-2] + (4,))
+
+
+def quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Hamilton product a * b of wxyz quaternions (rotation b first, then a)."""
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+                        aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
+
+
 def covariance_3d(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     R = quat_to_rotmat(quats)
     M = R * scales.unsqueeze(-2)  # R @ diag(s)

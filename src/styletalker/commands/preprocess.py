@@ -23,6 +23,12 @@ def add_arguments(p):
                    help="fail if the face is lost in more than this fraction of frames (default 0.5)")
     p.add_argument("--smooth", type=float, default=0.04, metavar="SEC",
                    help="temporal smoothing of the head pose, Gaussian sigma in seconds (0 = off, default 0.04)")
+    from ..preprocess.mp_models import FOV_Y_DEG
+
+    p.add_argument("--fov", type=positive_float, default=FOV_Y_DEG, metavar="DEG",
+                   help=f"vertical field of view of the video's camera in degrees (default {FOV_Y_DEG:g}, a phone or "
+                        "webcam; give the real value when known, e.g. ~20 for a studio camera with a long lens): "
+                        "it sets how strongly the head's depth shows in perspective")
     p.add_argument("--no-overlay", action="store_true", help="skip the overlay.mp4 checking video")
     p.add_argument("--force", action="store_true", help="redo a complete stage")
 
@@ -49,6 +55,7 @@ def run(args):
         max_lost=args.max_lost,
         smooth=args.smooth,
         overlay=not args.no_overlay,
+        fov=args.fov,
     )
     if not (was_complete and not args.force):
         print(summary_line(out))

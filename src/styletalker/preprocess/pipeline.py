@@ -64,6 +64,7 @@ def run_preprocess(
     max_lost: float = DEFAULT_MAX_LOST,
     smooth: float = DEFAULT_SMOOTH_S,
     overlay: bool = True,
+    fov: float = mp_models.FOV_Y_DEG,
 ) -> Path:
     """Preprocess ``video`` into ``work/preprocess/`` and return that folder.
 
@@ -77,7 +78,7 @@ def run_preprocess(
     final = work / STAGE
     partial = work / (STAGE + ".partial")
     o = TrackOptions(start=float(start), duration=duration, fps=fps, max_frames=max_frames, size=int(size),
-                     min_frames=int(min_frames), max_lost=float(max_lost), smooth=float(smooth))
+                     min_frames=int(min_frames), max_lost=float(max_lost), smooth=float(smooth), fov=float(fov))
     if work.exists() and not work.is_dir():
         raise InputError(f"{work}: exists and is not a folder; give a work folder path")
     if is_complete(final) and not force:
@@ -189,7 +190,7 @@ def run_preprocess(
         "num_frames": n,
         "image_size": [o.size, o.size],
         "crop_box": list(box),
-        "fov_y_deg_full_frame": mp_models.FOV_Y_DEG,
+        "fov_y_deg_full_frame": o.fov,
         "expression_names": list(tr["expression_names"]),
         "neutral_frame": neutral,
         "frames": "frames/%06d.png (k = row of tracking.npz)",

@@ -38,6 +38,7 @@ class TrackOptions:
     smooth: float = DEFAULT_SMOOTH_S
     refine: bool = True
     crop_scale: float = 1.0
+    fov: float = mp_models.FOV_Y_DEG  # vertical field of view of the full source frame, degrees
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -70,6 +71,8 @@ def _validate(video, o: TrackOptions):
         raise InputError(f"--smooth must be >= 0 seconds (got {o.smooth})")
     if o.min_frames < 1:
         raise InputError(f"--min-frames must be >= 1 (got {o.min_frames})")
+    if not 1.0 <= o.fov <= 150.0:
+        raise InputError(f"--fov must be between 1 and 150 degrees (got {o.fov})")
     info = probe(video)
     if info.width < 32 or info.height < 32:
         raise InputError(f"{video}: frames are {info.width}x{info.height}; too small to find a face")
@@ -235,10 +238,13 @@ def solve_geometry(raw: dict, o: TrackOptions) -> dict:
     rel_z = ln[..., 2] * W
     mesh = mp_models.canonical_mesh()
     verts = mesh.vertices.astype(np.float64)
-    K_full = mp_models.full_frame_K(W, H)
+    K_full = mp_models.full_frame_K(W, H, o.fov)
     Kf = np.broadcast_to(K_full, (n, 3, 3))
 
     w2c_mp = mp_models.gl_pose_to_cv(raw["matrix_gl"])
+    # MediaPipe solves the pose for its own 63-degree camera; for another field of view the head
+    # is farther away (or nearer) by the ratio of focal lengths, at the same place in the image
+    w2c_mp[:, 2, 3] *= K_full[1, 1] / mp_models.full_frame_K(W, H)[1, 1]
     err_mp = geo.reprojection_error(Kf, w2c_mp, verts, lm_src[:, : mp_models.N_MESH])
     w2c = geo.refine_pose_pnp(w2c_mp, Kf, verts, lm_src[:, : mp_models.N_MESH]) if o.refine else w2c_mp
     w2c = geo.smooth_poses(w2c, raw["time"], o.smooth)

@@ -34,10 +34,10 @@ sys.path.insert(0, str(ROOT / "src"))
 SHARED = ROOT.parent / "shared" / "benchmarks"
 CAMERAS = ("view1", "view0", "view2")
 
-# today's pipeline before the novel-view work: a sphere as the starting surface, free Gaussians,
+# today's pipeline before the novel-view work: a sphere as the starting surface, no symmetry, free Gaussians,
 # unbounded MLP_attr, raw expressions, the mask's outline in the colour loss, 6 prior views over
 # 120 degrees without confidence weights, no densification
-LEGACY = {"mesh.init": "sphere", "gauss.anchor": "free", "gauss.attr_bound": None, "gauss.clamp_expression": False,
+LEGACY = {"mesh.init": "sphere", "mesh.train.w_sym": 0.0, "gauss.anchor": "free", "gauss.attr_bound": None, "gauss.clamp_expression": False,
           "gauss.train.edge_px": 0, "prior.views": 6, "prior.span_deg": 120.0, "prior.confidence": None,
           "gauss.train.densify.enabled": False}
 

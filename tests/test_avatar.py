@@ -47,14 +47,20 @@ def test_gaussians_sit_on_their_deformed_triangles(avatar):
 
 
 def test_expression_moves_gaussians_with_the_surface(avatar):
-    a, b = _expressions(avatar)
+    import copy
+
+    av = copy.deepcopy(avatar)
+    with torch.no_grad():  # a clearly visible expression deformation (the test preset learns a tiny one)
+        last = av.deform.net[-1]
+        last.weight.add_(torch.randn(last.weight.shape, generator=torch.Generator().manual_seed(0)) * 0.3)
+    a, b = _expressions(av)
     with torch.no_grad():
-        ga, gb = avatar(a), avatar(b)
-        va, vb = avatar.deformed_mesh(a), avatar.deformed_mesh(b)
+        ga, gb = av(a), av(b)
+        va, vb = av.deformed_mesh(a), av.deformed_mesh(b)
     moved = (vb - va).norm(dim=-1)
-    assert float(moved.max()) > 1e-3  # the expression deforms the surface
+    assert float(moved.mean()) > 1e-2  # the expression deforms the surface by about a millimetre or more
     # each Gaussian moves about as much as the vertices of its triangle
-    tri_move = moved[avatar.mesh_faces[avatar.face_id]].mean(1)
+    tri_move = moved[av.mesh_faces[av.face_id]].mean(1)
     g_move = (gb.means - ga.means).norm(dim=-1)
     assert float((g_move - tri_move).abs().mean()) < 0.25 * float(tri_move.mean()) + 1e-4
 

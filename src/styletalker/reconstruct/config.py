@@ -44,7 +44,8 @@ class MeshOptions:
     extent: float = 1.45  # half size of the tet grid, in sphere radii, centred on the sphere
     radius: float | None = None  # initial sphere radius (dm); None: from the landmarks (~1.2)
     init: str = "hull"  # starting surface: hull (visual hull closed at a head's depth) or sphere (the paper's)
-    depth_ratio: float = 1.35  # hull: head depth behind the nose tip, in face widths
+    depth_ratio: float = 1.4  # hull: head depth behind the nose tip, in face widths
+    symmetric_hull: bool = True  # hull: also carved by the mirror image of every silhouette
     smooth: float = 1.0
     offset_scale: float = 0.25
     train: MeshTrainConfig = field(default_factory=MeshTrainConfig)

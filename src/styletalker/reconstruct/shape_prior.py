@@ -15,7 +15,8 @@ training frames covers 94 % (docs/reconstruct.md). So the starting shape is buil
    face starts at its tracked depth;
 3. **head depth**: every horizontal slice is closed by an ellipse as wide as the hull in that
    slice, from just in front of the nose to ``depth_ratio`` face widths behind the nose tip (an
-   adult head with hair is about 1.2-1.4 face widths deep); below the chin cut plane, and in
+   adult head with hair is about 1.3-1.6 face widths deep: head length 18-20 cm, nose 2-2.5 cm,
+   hair 1-3 cm, against a MediaPipe face width of 15-17 cm); below the chin cut plane, and in
    front of the chin's depth below the chin (where only the neck is, further back), is empty.
 
 With ``symmetric`` (default) the hull is also carved by the mirror image of every frame's
@@ -76,7 +77,7 @@ def _face_depth(points: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(z)
 
 
-def head_occupancy(lattice: torch.Tensor, data: ReconData, depth_ratio: float = 1.35, front_margin: float = 0.08,
+def head_occupancy(lattice: torch.Tensor, data: ReconData, depth_ratio: float = 1.4, front_margin: float = 0.08,
                    face_margin: float = 0.03, chin_depth: float = 0.2, symmetric: bool = True) -> torch.Tensor:
     """(n,n,n) bool occupancy (index order z, y, x) of the starting shape on a regular lattice
     (``lattice``: (n^3,3) canonical points, vertex id = x + n (y + n z)); module doc.
@@ -85,8 +86,6 @@ def head_occupancy(lattice: torch.Tensor, data: ReconData, depth_ratio: float = 
     n = round(lattice.shape[0] ** (1 / 3))
     L = data.neutral_landmarks.detach().cpu()
     occ = visual_hull(lattice, data)
-    if symmetric:
-        occ = occ & occ.reshape(n, n, n).flip(2).reshape(-1)
     zf = _face_depth(lattice, L)
     occ &= ~(lattice[:, 2].double() < zf - face_margin)
     occ &= lattice[:, 1] <= data.y_cut
@@ -107,7 +106,7 @@ def head_occupancy(lattice: torch.Tensor, data: ReconData, depth_ratio: float = 
         x0, a = float(xs.max() + xs.min()) / 2, float(xs.max() - xs.min()) / 2 + 1e-3
         q = ((P[:, j, :, 0] - x0) / a) ** 2 + ((P[:, j, :, 2] - zc) / b) ** 2
         out[:, j] = hull[:, j] & (q <= 1.0)
-    return out
+    return out & out.flip(2) if symmetric else out
 
 
 def occupancy_to_sdf(occ: torch.Tensor, cell: float) -> torch.Tensor:

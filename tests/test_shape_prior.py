@@ -1,0 +1,67 @@
+"""The starting shape of the stage-1 surface (reconstruct/shape_prior.py) on the real clip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from styletalker.reconstruct.shape_prior import head_occupancy, occupancy_to_sdf
+from styletalker.reconstruct.tetgrid import build_tet_grid, marching_tets
+
+
+@pytest.fixture(scope="module")
+def prior(franck_work):
+    from styletalker.preprocess import load_dataset
+    from styletalker.reconstruct.data import from_dataset
+    from styletalker.reconstruct.pipeline import sphere_init
+
+    data = from_dataset(load_dataset(franck_work))
+    c, r = sphere_init(data)
+    g = build_tet_grid(32, 1.45 * r)
+    lattice = g.verts + c
+    occ = head_occupancy(lattice, data)
+    return data, g, lattice, occ
+
+
+def test_prior_fits_the_training_silhouettes(prior):
+    from styletalker.reconstruct.raster import rasterize
+
+    data, g, lattice, occ = prior
+    m = marching_tets(lattice, occupancy_to_sdf(occ, g.cell), g.tets)
+    ious = []
+    for i in data.train_idx[::6].tolist():
+        a = rasterize(m.verts, m.faces, None, data.K[i], data.world_to_cam[i], data.width, data.height,
+                      soft=False).alpha[..., 0] > 0.5
+        a &= data.valid[i][..., 0] > 0
+        h = data.head[i][..., 0] > 0
+        ious.append(float((a & h).sum() / (a | h).sum()))
+    assert min(ious) > 0.8, ious  # the hull reproduces what the camera saw
+
+
+def test_prior_is_a_closed_symmetric_head(prior):
+    data, g, lattice, occ = prior
+    n = g.res + 1
+    assert torch.equal(occ, occ.flip(2))  # symmetric about the face's plane
+    P = lattice.reshape(n, n, n, 3)
+    L = data.neutral_landmarks
+    width = float((L[234] - L[454]).norm())
+    z_in = P[..., 2][occ]
+    # closed behind at a head's depth, open to nowhere: nothing in front of the nose or past the back
+    assert float(z_in.min()) > float(L[1, 2]) - 0.08 - g.cell
+    assert abs(float(z_in.max()) - (float(L[1, 2]) + 1.4 * width)) < 2 * g.cell
+    # the tracked face lies on the starting surface (within a cell or two)
+    sdf = occupancy_to_sdf(occ, g.cell)
+    from styletalker.reconstruct.tetgrid import TetGrid
+
+    grid = TetGrid(lattice - lattice.mean(0), g.tets, g.res, g.extent)
+    s = grid.sample(sdf[:, None], L[:468] - lattice.mean(0))[:, 0]
+    assert float(s.abs().median()) < 1.5 * g.cell
+
+
+def test_sdf_of_an_occupancy():
+    occ = torch.zeros(9, 9, 9, dtype=torch.bool)
+    occ[2:7, 2:7, 2:7] = True
+    sdf = occupancy_to_sdf(occ, 0.1).reshape(9, 9, 9)
+    assert float(sdf[4, 4, 4]) == pytest.approx(-0.25)  # 2.5 cells inside (half a cell to the zero level)
+    assert float(sdf[4, 4, 0]) == pytest.approx(0.15)  # 2 cells outside
+    assert bool((sdf[occ] < 0).all()) and bool((sdf[~occ] > 0).all())

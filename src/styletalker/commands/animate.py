@@ -10,7 +10,9 @@ from ._args import add_device_argument, positive_float, positive_int
 
 def add_arguments(p):
     p.add_argument("avatar", metavar="AVATAR", help="work folder or avatar .pt file")
-    p.add_argument("--driver", required=True, metavar="VIDEO", help="driving video (one visible face)")
+    p.add_argument("--driver", required=True, metavar="VIDEO",
+                   help="driving video (one visible face), or a camera index (0, 1, ...) to drive the avatar live "
+                        "as the camera's frames arrive, until Ctrl-C or --duration (docs/viewer.md)")
     p.add_argument("-o", "--output", default=None, metavar="OUT.mp4",
                    help="output video (default WORK/renders/animate_<driver>[_<edit>].mp4)")
     p.add_argument("--edit", default=None, metavar="NAME", help="use the edited avatar WORK/edits/NAME/")
@@ -32,10 +34,29 @@ def add_arguments(p):
 
 def run(args):
     from ..animate import run_animate
+    from ..live import camera_index
+
+    if camera_index(args.driver) is not None:
+        return _run_live(args)
 
     res = run_animate(args.avatar, args.driver, args.output, edit=args.edit, device=args.device, start=args.start,
                       duration=args.duration, max_frames=args.max_frames, fps=args.fps, pose=args.pose,
                       side_by_side=args.side_by_side, scale=args.scale, retarget=args.retarget,
                       expression_gain=args.expression_gain, show_progress=not args.quiet)
     print(f"animation: {res['output']} ({res['frames']} frames at {res['fps']:g} fps)")
+    return 0
+
+
+def _run_live(args):
+    from ..errors import InputError
+    from ..live import run_live
+
+    for flag, value in (("--start", args.start), ("--fps", args.fps), ("--side-by-side", args.side_by_side)):
+        if value:
+            raise InputError(f"{flag} is for driver videos; it does not apply to a live camera")
+    res = run_live(args.avatar, args.driver, args.output, edit=args.edit, device=args.device, duration=args.duration,
+                   max_frames=args.max_frames, pose=args.pose, retarget=args.retarget,
+                   expression_gain=args.expression_gain, scale=args.scale, show_progress=not args.quiet)
+    print(f"animation: {res['output']} ({res['frames']} frames at {res['fps']:g} fps; avatar updated at "
+          f"{res['live']['fps']:g} frames/s, {res['live']['latency_ms_median']:g} ms behind the camera)")
     return 0

@@ -20,6 +20,7 @@ COMMANDS = {
     "edit": "Text-guided, landmark-weighted editing of a reconstructed avatar.",
     "animate": "Drive the (edited) avatar with expressions and pose from another video.",
     "render": "Render the avatar: orbit videos, single views, .ply export.",
+    "view": "Look at the avatar in a web browser: expressions, head pose, edits A/B, live driving.",
     "evaluate": "Compute and print metrics for a work folder.",
 }
 

@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 VENV ?= .venv
 
-.PHONY: setup data render-ext test demo bench clean
+.PHONY: setup data render-ext browser test demo bench clean
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -23,7 +23,17 @@ render-ext: $(VENV)/bin/python
 data: $(VENV)/bin/python
 	PYTHON=$(PY) ./scripts/fetch_data.sh
 
-test: setup
+# Debian's chromium for the viewer's browser tests (tests/test_viewer.py drives it with playwright;
+# `playwright install` cannot download a browser here). Needs root and apt-get; without them, or
+# when the install fails, the browser tests skip and say why.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	    || echo "note: could not install chromium; the viewer's browser tests will be skipped"; \
+	else echo "note: no chromium and no root apt-get; the viewer's browser tests will be skipped"; fi
+
+test: setup browser
 	$(PY) -m pytest -q
 
 demo: setup

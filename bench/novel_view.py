@@ -38,7 +38,7 @@ CAMERAS = ("view1", "view0", "view2")
 # unbounded MLP_attr, raw expressions, the mask's outline in the colour loss, 6 prior views over
 # 120 degrees without confidence weights, no densification
 LEGACY = {"mesh.init": "sphere", "mesh.train.w_sym": 0.0, "gauss.anchor": "free", "gauss.attr_bound": None, "gauss.clamp_expression": False,
-          "gauss.train.edge_px": 0, "prior.views": 6, "prior.span_deg": 120.0, "prior.confidence": None,
+          "data.edge_px": 0, "prior.views": 6, "prior.span_deg": 120.0, "prior.confidence": None,
           "gauss.train.densify.enabled": False}
 
 
@@ -72,10 +72,14 @@ def preprocess_cameras(root: Path, size: int, fov: float | None = None) -> dict:
     return out
 
 
+NOT_MESH = {"data.edge_px"}  # data options the mesh stage does not use
+
+
 def mesh_key(opts: dict) -> str:
     """The options the stage-1 mesh depends on: variants with the same key share one mesh."""
     return json.dumps({k: v for k, v in sorted(opts.items())
-                       if k.split(".")[0] in ("mesh", "data", "model") or k == "seed"}, default=str)
+                       if (k.split(".")[0] in ("mesh", "data", "model") or k == "seed") and k not in NOT_MESH},
+                      default=str)
 
 
 def run_variant(root: Path, name: str, opts: dict, cams: dict, preset: str, mesh_from: Path | None) -> dict:

@@ -27,6 +27,9 @@ class DataOptions:
     max_frames: int | None = None  # evenly spaced subset of the clip (None: all)
     holdout_every: int = 10  # every 10th frame is held out for evaluation
     cut_margin: float = 0.05  # dm below the chin where the head region ends
+    # pixels on each side of the head mask's outline whose colour is not trusted (they mix hair and
+    # ears with the backdrop): left out of the Gaussians' colour loss and of the prior's texture
+    edge_px: int = 2
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 

@@ -51,7 +51,6 @@ class GaussTrainConfig:
     max_scale: float = 0.1  # dm; larger Gaussians are penalised
     w_offset: float = 1.0  # mesh-anchored: penalty on offsets from the surface beyond max_offset
     max_offset: float = 0.03  # dm
-    edge_px: int = 2  # pixels on each side of the head mask's outline left out of the colour loss
     densify: DensifyConfig = field(default_factory=DensifyConfig)
 
 

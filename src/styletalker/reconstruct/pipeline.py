@@ -168,7 +168,7 @@ def run_prior_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead 
     kw = {}
     if cfg.prior.backend == "symmetric":
         conf = cfg.prior.confidence
-        kw = {"confidence": None if conf is None else tuple(float(c) for c in conf)}
+        kw = {"confidence": None if conf is None else tuple(float(c) for c in conf), "edge_px": cfg.data.edge_px}
     if cfg.prior.backend == "svd":
         kw = {"num_inference_steps": cfg.prior.steps, "orbit_degrees": cfg.prior.orbit_deg, "seed": cfg.seed}
     prior = get_prior(cfg.prior.backend, cfg.prior.model, device=cfg.device, **kw)
@@ -227,7 +227,7 @@ def run_gauss_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead 
     if st is None:
         m0, _ = evaluate_avatar(av, data, _eval_frames(data))
         info["heldout_init"] = {"psnr": m0["psnr"], "ssim": m0["ssim"]}
-    src = SampleSource(data, views, tc.prior_prob, tc.edge_px)
+    src = SampleSource(data, views, tc.prior_prob, cfg.data.edge_px)
     dc = DensityControl(tc.densify, tc.iters, int(info.get("initial_points", av.num_points)))
     info.setdefault("initial_points", av.num_points)
     dc.load_state_dict(st.get("density") if st else None)

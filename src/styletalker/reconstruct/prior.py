@@ -149,16 +149,20 @@ class SymmetricPrior(MultiViewPrior):
     name = "symmetric"
 
     def __init__(self, min_facing: float = 0.2, depth_tol: float = 0.05, soft: bool = False,
-                 confidence: tuple[float, float, float, float] | None = None, frontal_facing: float = 0.5):
+                 confidence: tuple[float, float, float, float] | None = None, frontal_facing: float = 0.5,
+                 edge_px: int = 0):
         """``confidence``: per-pixel weights (seen frontally, seen at a grazing angle, mirrored,
         filled) written with the views; a pixel is *seen frontally* when the neutral camera looks
         at its surface point with facing (cosine) above ``frontal_facing``: the video frames
-        supervise it, the prior view need not. ``None``: no weights (every pixel counts fully)."""
+        supervise it, the prior view need not. ``None``: no weights (every pixel counts fully).
+        ``edge_px``: colours are only taken from pixels at least this far inside the head mask
+        (the mask's outline mixes hair and ears with the backdrop)."""
         self.min_facing = min_facing
         self.depth_tol = depth_tol
         self.soft = soft
         self.confidence = confidence
         self.frontal_facing = frontal_facing
+        self.edge_px = int(edge_px)
 
     def _lookup(self, pts, normals, ctx, facing_out: list | None = None):
         """Colour (P,3) and a 'seen' flag (P,) for 3D points as observed in the neutral frame
@@ -191,7 +195,11 @@ class SymmetricPrior(MultiViewPrior):
         W, H = dataset.width, dataset.height
         verts, faces = mesh.verts.detach().float().cpu(), mesh.faces.cpu()
         r = rasterize(verts, faces, None, K, w2c, W, H, soft=False)
-        img = torch.cat([dataset.images[i].float().cpu(), dataset.head[i].float().cpu()], -1)
+        from .data import edge_band
+
+        head = dataset.head[i : i + 1].float().cpu()
+        head = (head * (1 - edge_band(head, self.edge_px)))[0]
+        img = torch.cat([dataset.images[i].float().cpu(), head], -1)
         return {"K": K, "w2c": w2c, "W": W, "H": H, "depth": r.depth[..., 0], "img": img,
                 "cam_c": -w2c[:3, :3].T @ w2c[:3, 3], "x_sym": float(dataset.landmarks3d[i][:, 0].mean())}
 
@@ -202,7 +210,7 @@ class SymmetricPrior(MultiViewPrior):
         return q
 
     def vertex_colors(self, dataset, mesh: PriorMesh, neutral_index: int, ctx=None):
-        """Per-vertex colours: seen, else mirrored, else harmonic fill. Returns (colors, seen, mirrored)."""
+        """Per-vertex colours: seen, else mirrored, else filled. Returns (colors, seen, mirrored)."""
         i = int(neutral_index)
         ctx = ctx or self._context(dataset, mesh, i)
         verts, faces = mesh.verts.detach().float().cpu(), mesh.faces.cpu()

@@ -23,6 +23,7 @@ from .errors import InputError, MissingStageError
 from .workdir import is_complete, log, progress
 
 POSE_MODES = ("relative", "rotation", "none")
+ORBIT_DEGREES = 90.0  # default orbit sweep: -45..+45 degrees
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +213,7 @@ def retarget_poses(driver_w2c: np.ndarray, avatar_ref: np.ndarray, mode: str = "
     return out
 
 
-def orbit_poses(ref_pose: np.ndarray, pivot: np.ndarray, frames: int = 60, degrees: float = 60.0,
+def orbit_poses(ref_pose: np.ndarray, pivot: np.ndarray, frames: int = 60, degrees: float = ORBIT_DEGREES,
                 mode: str = "swing") -> np.ndarray:
     """Head poses turning about the vertical axis through ``pivot`` (canonical space).
 
@@ -365,13 +366,14 @@ def _video_output(scene, output, stem: str, edit: str | None, what: str) -> Path
     return output
 
 
-def render_orbit(target, output=None, *, edit: str | None = None, frames: int = 60, degrees: float = 60.0,
+def render_orbit(target, output=None, *, edit: str | None = None, frames: int = 60, degrees: float | None = None,
                  fps: float = 25.0, mode: str = "swing", scale: float = 1.0, show_progress: bool = True,
                  device: str = "cpu") -> dict:
     from .video import write_video
 
     if frames < 2:
         raise InputError("--frames must be at least 2")
+    degrees = ORBIT_DEGREES if degrees is None else degrees
     if not 0 < degrees <= 360:
         raise InputError("--degrees must be in (0, 360]")
     if scale <= 0:

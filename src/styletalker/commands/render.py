@@ -14,7 +14,7 @@ def add_arguments(p):
     p.add_argument("--edit", default=None, metavar="NAME", help="use the edited avatar WORK/edits/NAME/")
     p.add_argument("--orbit", action="store_true", help="rotating video around the head")
     p.add_argument("--frames", type=positive_int, default=60, help="orbit frames (default 60)")
-    p.add_argument("--degrees", type=positive_float, default=60.0, help="orbit sweep in degrees (default 60: -30..+30)")
+    p.add_argument("--degrees", type=positive_float, default=None, help="orbit sweep in degrees (default 90: -45..+45)")
     p.add_argument("--orbit-mode", default="swing", choices=["swing", "turn"],
                    help="swing: seamless back-and-forth loop (default); turn: one sweep left to right")
     p.add_argument("--fps", type=positive_float, default=25.0, help="orbit video frame rate (default 25)")

@@ -70,6 +70,7 @@ def test_running_retarget_ends_at_the_whole_clip_result(live_tracked, franck_ava
 
 
 def test_video_source_is_paced_at_its_frame_rate(driver_video):
+    t_start = time.perf_counter()
     src = VideoSource(driver_video, duration=1.2).start()
     got, seq = [], 0
     try:
@@ -85,9 +86,10 @@ def test_video_source_is_paced_at_its_frame_rate(driver_video):
     arrival, media = np.array(got).T
     assert src.fps == pytest.approx(25.0)
     assert src.published == 30 and len(got) < 30  # frames were skipped, not queued
-    lag = (arrival - arrival[0]) - (media - media[0])
-    assert np.abs(lag).max() < 0.1, lag  # published at start + media time
-    assert 1.0 < arrival[-1] - arrival[0] + 0.04 < 1.4
+    # published at the video's pace: frame t not before start + t (decoding alone takes ~0.1 s for
+    # all 30 frames), and not much later (a busy machine may delay single frames)
+    assert np.all(arrival - t_start > media - 0.01), arrival - t_start - media
+    assert arrival[-1] - t_start < media[-1] + 1.0 and media[-1] > 1.1
 
 
 def test_run_live_writes_what_it_showed(franck_avatar_work, driver_video, tmp_path):

@@ -373,6 +373,28 @@ def test_export_png_and_ply(viewer, tab, rigged_work):
     assert (d[:, 1] - d[:, 0]).max() > 0.05  # some Gaussians turned green
 
 
+def test_play_training_sequence_and_drive_from_a_video(viewer, tab, driver_video):
+    page, cid = tab
+    from styletalker.preprocess import load_dataset
+
+    ds_len = len(load_dataset(viewer.work))
+    n = viewer.views[cid].renders
+    viewer.play_training(loop=False)
+    labels = set()
+    wait_for(lambda: labels.add(viewer.state.motion.label if viewer.state.motion else "") or len(labels) > 5,
+             what="playback to advance")
+    wait_for(lambda: viewer.state.motion is None, timeout=30, what="the sequence to end")  # 40 frames at 10 fps
+    assert viewer.views[cid].renders - n >= 5  # the tab was redrawn while it played
+    assert all(lb.startswith("frame ") and lb.endswith(f"/{ds_len}") for lb in labels - {""})
+    drive = viewer.drive(str(driver_video), loop=False)
+    seen = set()
+    wait_for(lambda: seen.add(viewer.state.motion.label if viewer.state.motion else "") or len(seen) > 5,
+             what="the driver to move the avatar")
+    viewer.stop_motion()
+    assert viewer.state.motion is None and drive.done and drive.tracked >= 5
+    assert viewer._drive_stats.frames >= 3 and viewer._drive_stats.fps > 0  # images sent for driver frames
+
+
 def test_two_browsers_closed_tab_and_fast_drag_keep_serving(viewer, tab, chromium):
     a, ca = tab
     other = chromium()  # a second browser

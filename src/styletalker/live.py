@@ -43,25 +43,24 @@ class Frame:
     image: np.ndarray  # (H, W, 3) uint8 RGB
 
 
-class FrameSource:
-    """A reader thread that keeps only the newest frame; :meth:`next` waits for a newer one."""
+class _Newest:
+    """A worker thread that publishes items (each with a ``seq`` number) into a slot holding only
+    the newest one; readers wait for one newer than what they have (:meth:`next`, :meth:`results`)."""
 
-    kind = "source"
+    thread_name = "styletalker-worker"
 
-    def __init__(self, fps: float):
-        self.fps = float(fps)
-        self.published = 0
+    def __init__(self):
         self.error: BaseException | None = None
         self._cond = threading.Condition()
-        self._frame: Frame | None = None
+        self._item = None
+        self._count = 0
         self._done = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "FrameSource":
-        self._thread = threading.Thread(target=self._guarded, name=f"styletalker-{self.kind}", daemon=True)
+    def _start_thread(self, *args) -> None:
+        self._thread = threading.Thread(target=self._guarded, args=args, name=self.thread_name, daemon=True)
         self._thread.start()
-        return self
 
     def stop(self) -> None:
         self._stop.set()
@@ -75,36 +74,73 @@ class FrameSource:
         return self._done
 
     @property
-    def latest(self) -> Frame | None:
-        return self._frame
+    def latest(self):
+        return self._item
 
-    def next(self, after: int, timeout: float | None = None) -> Frame | None:
-        """The newest frame with ``seq > after``; None when the source has ended (or on timeout)."""
+    def next(self, after: int, timeout: float | None = None):
+        """The newest item with ``seq > after``; None when the worker has ended (or on timeout)."""
         with self._cond:
-            ok = self._cond.wait_for(lambda: (self._frame is not None and self._frame.seq > after) or self._done,
-                                     timeout)
-            if ok and self._frame is not None and self._frame.seq > after:
-                return self._frame
-            return None
+            self._cond.wait_for(lambda: (self._item is not None and self._item.seq > after) or self._done, timeout)
+            return self._item if self._item is not None and self._item.seq > after else None
 
-    def _publish(self, image: np.ndarray, media_time: float) -> None:
+    def results(self, stop: threading.Event | None = None, until=None):
+        """Each newest item until the worker ends, ``stop`` is set or ``until()`` is true (checked
+        at least every 0.2 s); items published meanwhile are skipped."""
+        seq = 0
+        while (stop is None or not stop.is_set()) and (until is None or not until()):
+            item = self.next(seq, timeout=0.2)
+            if item is None:
+                if self._done:
+                    return
+                continue
+            seq = item.seq
+            yield item
+
+    def _publish(self, make) -> None:
+        """Publish ``make(seq)`` as the newest item."""
         with self._cond:
-            self.published += 1
-            self._frame = Frame(self.published, time.perf_counter(), float(media_time), image)
+            self._count += 1
+            self._item = make(self._count)
             self._cond.notify_all()
 
-    def _guarded(self) -> None:
+    def _guarded(self, *args) -> None:
         try:
-            self._run()
-        except BaseException as e:  # reported to the consumer by run_live / the viewer
+            self._run(*args)
+        except BaseException as e:  # reported to the consumer (run_live, the viewer)
             self.error = e
         finally:
+            self._finish()
             with self._cond:
                 self._done = True
                 self._cond.notify_all()
 
-    def _run(self) -> None:  # pragma: no cover - abstract
+    def _run(self, *args) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _finish(self) -> None:
+        pass
+
+
+class FrameSource(_Newest):
+    """Frames of a camera or a video from a reader thread; only the newest is kept."""
+
+    kind = "source"
+
+    def __init__(self, fps: float):
+        super().__init__()
+        self.fps = float(fps)
+        self.thread_name = f"styletalker-{self.kind}"
+
+    @property
+    def published(self) -> int:
+        return self._count
+
+    def start(self) -> "FrameSource":
+        self._start_thread()
+        return self
+
+    def _frame(self, image: np.ndarray, media_time: float) -> None:
+        self._publish(lambda n: Frame(n, time.perf_counter(), float(media_time), image))
 
 
 class VideoSource(FrameSource):
@@ -134,7 +170,7 @@ class VideoSource(FrameSource):
                 wait = t0 + t - time.perf_counter()
                 if wait > 0 and self._stop.wait(wait):
                     return
-                self._publish(img, t)
+                self._frame(img, t)
             if not self.loop or t0 is None:
                 return
 
@@ -167,7 +203,7 @@ class CameraSource(FrameSource):
                     if self.published == 0:
                         raise InputError(f"camera {self.index} delivers no frames")
                     return
-                self._publish(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.perf_counter() - t0)
+                self._frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.perf_counter() - t0)
         finally:
             self._cap.release()
 
@@ -313,85 +349,55 @@ class DriveFrame:
     pose: np.ndarray  # (4,4) avatar head pose (world_to_cam of the avatar's reference camera)
 
 
-class LiveDrive:
-    """Source -> tracker -> retarget on a worker thread; :meth:`next` returns the newest result.
+class LiveDrive(_Newest):
+    """Source -> tracker -> retarget on a worker thread; :meth:`next` / :meth:`results` give the
+    newest result (a :class:`DriveFrame`).
 
     Counters: ``tracked`` (frames with a face), ``no_face``, ``skipped`` (source frames that
     arrived while the tracker was busy and were never tracked), ``track_seconds``.
     """
 
+    thread_name = "styletalker-track"
+
     def __init__(self, scene, source: FrameSource, *, pose: str = "relative", retarget: str = "auto",
-                 gain: float = 1.0, size: int = 256):
+                 gain: float = 1.0, size: int = 256, num_faces: int = 2):
+        super().__init__()
         self.source = source
         self.retarget = LiveRetarget(scene, pose=pose, retarget=retarget, gain=gain)
-        self._size = size
+        self._size, self._num_faces = size, num_faces
         self.tracked = self.no_face = self.skipped = 0
         self.track_seconds = 0.0
-        self.error: BaseException | None = None
-        self._cond = threading.Condition()
-        self._latest: DriveFrame | None = None
-        self._count = 0
-        self._done = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._tracker: LiveTracker | None = None
 
     def start(self) -> "LiveDrive":
-        tracker = LiveTracker(self._size)  # created here: a bad model file raises in the caller
+        tracker = LiveTracker(self._size, self._num_faces)  # created here: a bad model file raises in the caller
         self.source.start()
-        self._thread = threading.Thread(target=self._run, args=(tracker,), name="styletalker-track", daemon=True)
-        self._thread.start()
+        self._start_thread(tracker)
         return self
 
     def stop(self) -> None:
-        self._stop.set()
         self.source.stop()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    def next(self, after: int, timeout: float | None = None) -> DriveFrame | None:
-        """The newest result with ``seq > after``; None when the drive has ended (or on timeout)."""
-        with self._cond:
-            ok = self._cond.wait_for(lambda: (self._latest is not None and self._latest.seq > after) or self._done,
-                                     timeout)
-            if ok and self._latest is not None and self._latest.seq > after:
-                return self._latest
-            return None
+        super().stop()
 
     def _run(self, tracker: LiveTracker) -> None:
-        seen = 0
-        try:
-            while not self._stop.is_set():
-                f = self.source.next(seen, timeout=0.5)
-                if f is None:
-                    if self.source.done:
-                        break
-                    continue
-                self.skipped += f.seq - seen - 1
-                seen = f.seq
-                t0 = time.perf_counter()
-                tr = tracker.track(f.image, f.media_time)
-                if tr is None:
-                    self.no_face += 1
-                    continue
-                expr, pose = self.retarget(tr)
-                self.track_seconds += time.perf_counter() - t0
-                self.tracked += 1
-                with self._cond:
-                    self._count += 1
-                    self._latest = DriveFrame(self._count, f.arrival, f.media_time, expr, pose)
-                    self._cond.notify_all()
-        except BaseException as e:
-            self.error = e
-        finally:
-            tracker.close()
-            self.error = self.error or self.source.error
-            with self._cond:
-                self._done = True
-                self._cond.notify_all()
+        self._tracker, seen = tracker, 0
+        for f in self.source.results(self._stop):
+            self.skipped += f.seq - seen - 1
+            seen = f.seq
+            t0 = time.perf_counter()
+            tr = tracker.track(f.image, f.media_time)
+            if tr is None:
+                self.no_face += 1
+                continue
+            expr, pose = self.retarget(tr)
+            self.track_seconds += time.perf_counter() - t0
+            self.tracked += 1
+            self._publish(lambda n: DriveFrame(n, f.arrival, f.media_time, expr, pose))
+
+    def _finish(self) -> None:
+        if self._tracker is not None:
+            self._tracker.close()
+        self.error = self.error or self.source.error
 
 
 class LiveStats:
@@ -429,6 +435,30 @@ class LiveStats:
                 "render_ms_median": round(float(np.median(ren)), 1)}
 
 
+def live_frames(scene, drive: LiveDrive, *, scale: float = 1.0, stats: LiveStats | None = None,
+                stop: threading.Event | None = None, duration: float | None = None, max_frames: int | None = None):
+    """Render the newest result of a started ``drive`` each time there is one: yields
+    ``(DriveFrame, image)`` until the source ends, ``duration`` seconds of source time or
+    ``max_frames`` source frames have passed, or ``stop`` is set. ``stats`` records each image."""
+    import torch
+
+    source, t_start = drive.source, time.perf_counter()
+
+    def finished() -> bool:
+        latest = source.latest
+        if duration is not None and ((latest is not None and latest.media_time >= duration)
+                                     or time.perf_counter() - t_start > duration + 10):
+            return True
+        return max_frames is not None and source.published >= max_frames
+
+    for f in drive.results(stop, until=finished):
+        t0 = time.perf_counter()
+        img = scene.render(f.expression, torch.from_numpy(f.pose), scale)
+        if stats is not None:
+            stats.add(f.arrival, time.perf_counter() - t0)
+        yield f, img
+
+
 # ---------------------------------------------------------------------------------------------
 # `styletalker animate WORK --driver 0`
 
@@ -456,8 +486,6 @@ def run_live(target, driver, output=None, *, edit: str | None = None, device: st
     at the source's frame rate: each output frame is the newest avatar rendered by then. Stops at
     the end of a video, after ``duration`` seconds or ``max_frames`` source frames, or on Ctrl-C.
     Returns a summary with :meth:`LiveStats.summary` and the drive counters."""
-    import torch
-
     from .animate import _video_output, load_scene
     from .retarget import check_options
     from .video import write_video
@@ -479,7 +507,7 @@ def run_live(target, driver, output=None, *, edit: str | None = None, device: st
     def frames(stop: threading.Event):
         """One image per source frame (media time t -> frame round(t * fps)): the newest avatar
         rendered by then; source frames the avatar skipped hold the previous image."""
-        shown, current, seq, t_start = 0, blank, 0, time.perf_counter()
+        shown, current = 0, blank
 
         def upto(t: float):
             nonlocal shown
@@ -487,23 +515,10 @@ def run_live(target, driver, output=None, *, edit: str | None = None, device: st
                 shown += 1
                 yield current
 
-        while not stop.is_set():
-            latest = source.latest
-            if duration is not None and ((latest is not None and latest.media_time >= duration)
-                                         or time.perf_counter() - t_start > duration + 10):
-                break
-            if max_frames is not None and source.published >= max_frames:
-                break
-            f = drive.next(seq, timeout=0.2)
-            if f is None:
-                if drive.done:
-                    break
-                continue
-            seq = f.seq
+        for f, img in live_frames(scene, drive, scale=scale, stats=stats, stop=stop, duration=duration,
+                                  max_frames=max_frames):
             yield from upto(f.media_time - 1.0 / fps)  # up to the previous source frame
-            t0 = time.perf_counter()
-            current = scene.render(f.expression, torch.from_numpy(f.pose), scale)
-            stats.add(f.arrival, time.perf_counter() - t0)
+            current = img
             yield from upto(f.media_time)
         if stats.frames == 0 and drive.error is not None:  # nothing shown: no video is written
             raise drive.error if isinstance(drive.error, InputError) else InputError(f"live driver {driver}: {drive.error}")

@@ -429,14 +429,8 @@ class Viewer:
         stop = threading.Event()
 
         def run():
-            seq, last_status = 0, 0.0
-            while not stop.is_set():
-                f = drive.next(seq, timeout=0.5)
-                if f is None:
-                    if drive.done:
-                        break
-                    continue
-                seq = f.seq
+            last_status = 0.0
+            for f in drive.results(stop):
                 self.update(motion=Motion(f.expression, f.pose, f.arrival, f"driver {f.media_time:.1f}s"))
                 if time.perf_counter() - last_status > 1.0:
                     last_status = time.perf_counter()

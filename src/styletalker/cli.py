@@ -22,6 +22,7 @@ COMMANDS = {
     "render": "Render the avatar: orbit videos, single views, .ply export.",
     "view": "Look at the avatar in a web browser: expressions, head pose, edits A/B, live driving.",
     "evaluate": "Compute and print metrics for a work folder.",
+    "batch": "Run many videos through the pipeline, locally or on a Ray cluster.",
 }
 
 

@@ -152,6 +152,24 @@ def test_bad_jobs_files_stop_before_anything_runs(tmp_path, content, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_stage_resources_and_device():
+    from styletalker.batch import Resources, parse_resources
+    from styletalker.batch.stages import stage_device
+    from styletalker.cli import main
+
+    assert parse_resources("reconstruct=4:1") == ("reconstruct", Resources(4, 1))
+    assert parse_resources("edit=0.5") == ("edit", Resources(0.5, 0)) and Resources(0.5, 0).threads == 1
+    for bad in ("render=1", "edit", "edit=x", "edit=0", "edit=1:-1"):
+        with pytest.raises(ValueError):
+            parse_resources(bad)
+    with pytest.raises(SystemExit) as e:
+        main(["batch", "jobs.csv", "out", "--resources", "paint=1"])
+    assert e.value.code == 2
+    # --device auto: CUDA only for a stage that was given a GPU (Ray leaves GPUs visible to the others)
+    assert stage_device("auto", Resources(1, 0)) == "cpu" and stage_device("auto", Resources(1, 1)) == "auto"
+    assert stage_device("cuda", Resources(1, 0)) == "cuda" and stage_device("cpu", Resources(1, 1)) == "cpu"
+
+
 # ---------------------------------------------------------------------------------------------
 # local executors
 
@@ -179,7 +197,9 @@ def test_local_batch_finishes_good_rows_and_reports_the_corrupt_one(local_batch)
         [f"animate_{EDIT}.mp4", "animate.mp4", f"orbit_{EDIT}.mp4", "orbit.mp4"])
     assert sorted(p.name for p in (out / "carphone" / "renders").glob("*.mp4")) == ["orbit.mp4"]
     assert len(_frames(f / "renders" / "orbit.mp4")) == ORBIT_FRAMES
-    driver_fps = 25  # cap13_edit2.mp4
+    from styletalker.video import probe
+
+    driver_fps = probe(_rows(summary)["franck"]["row"]["driver"]).fps
     assert abs(len(_frames(f / "renders" / "animate.mp4")) - DRIVER_SECONDS * driver_fps) <= 1
     # the edited avatar looks different from the reconstruction in its orbit
     assert np.abs(_frames(f / "renders" / "orbit.mp4").astype(int)

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..workdir import atomic_write_bytes, atomic_write_json, is_quiet, progress, read_json
 from .executors import RayExecutor, make_executor
 from .jobs import JobRow, load_jobs
-from .stages import BATCH_DIR, DEFAULT_RESOURCES, KINDS, Resources, Stage, plan, read_attempts
+from .stages import BATCH_DIR, DEFAULT_RESOURCES, KINDS, Resources, Stage, plan, read_attempts, stage_device
 
 SUMMARY_COLUMNS = ["name", "status", "failed_stage", "error", "psnr", "ssim", "minutes", "cpu_minutes",
                    *(f"minutes_{k}" for k in KINDS), *(f"cpu_minutes_{k}" for k in KINDS), "retries", "work"]
@@ -84,13 +84,14 @@ def run_batch(jobs, out, *, ray: str | None = None, jobs_cpus: int | None = None
         while not all(r.finished for r in runs):
             for r in runs:
                 for st in r.ready():
-                    if not executor.has_room(resources[st.kind]):
+                    res = resources[st.kind]
+                    if not executor.has_room(res):
                         continue
                     r.running.add(st.name)
                     bar.set_postfix_str(_running(runs), refresh=True)
-                    task = {"row": r.row.to_json(), "stage": asdict(st), "work": str(r.work), "device": device,
-                            "threads": resources[st.kind].threads}
-                    executor.submit((r.row.name, st.name), task, resources[st.kind])
+                    task = {"row": r.row.to_json(), "stage": asdict(st), "work": str(r.work),
+                            "device": stage_device(device, res), "threads": res.threads}
+                    executor.submit((r.row.name, st.name), task, res)
             for (name, stage), result, exc in executor.wait(timeout=0.5):
                 r = next(x for x in runs if x.row.name == name)
                 skipped = _stage_ended(r, stage, result, exc, t_start)

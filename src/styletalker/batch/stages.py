@@ -52,6 +52,13 @@ class Resources:
 DEFAULT_RESOURCES = {k: Resources() for k in KINDS}
 
 
+def stage_device(device: str, res: Resources) -> str:
+    """The ``--device`` a stage runs with: ``auto`` means the CPU for a stage that asked for no
+    GPU (Ray leaves the GPUs visible to such tasks, and nothing accounts for its use of them), and
+    CUDA when available for one that did; ``cpu`` / ``cuda`` as given."""
+    return "cpu" if device == "auto" and res.gpus == 0 else device
+
+
 def parse_resources(spec: str) -> tuple[str, Resources]:
     """``KIND=CPUS[:GPUS]`` (``reconstruct=4:1``) -> (kind, Resources)."""
     kind, _, value = spec.partition("=")

@@ -50,7 +50,8 @@ def add_arguments(p):
     defaults = ", ".join(f"{k} {r.cpus:g}:{r.gpus:g}" for k, r in DEFAULT_RESOURCES.items())
     p.add_argument("--resources", type=_resources, action="append", default=[], metavar="KIND=CPUS[:GPUS]",
                    help=f"what one stage of KIND ({', '.join(KINDS)}) asks for; its CPUs are also its torch "
-                        f"threads; repeatable (default {defaults})")
+                        f"threads, and with --device auto only stages given a GPU use CUDA; repeatable "
+                        f"(default {defaults})")
     p.add_argument("--retries", type=_nonneg_int, default=3, metavar="N",
                    help="run a stage again up to N times when its worker process or node is lost (default 3)")
     add_device_argument(p)

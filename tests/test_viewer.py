@@ -168,7 +168,7 @@ def open_tab(browser, viewer, known: set[int]):
     wait_for(lambda: abs(viewer.views[cid].camera.width / viewer.views[cid].camera.height - canvas[2] / canvas[3]) < 0.02,
              what="a render at the canvas' size")
     for b in page.locator("button.mantine-Notification-closeButton").all():  # "software WebGL" notice
-        b.click()
+        b.click(timeout=10000)
     return page, cid
 
 
@@ -388,11 +388,12 @@ def test_play_training_sequence_and_drive_from_a_video(viewer, tab, driver_video
     assert all(lb.startswith("frame ") and lb.endswith(f"/{ds_len}") for lb in labels - {""})
     drive = viewer.drive(str(driver_video), loop=False)
     seen = set()
-    wait_for(lambda: seen.add(viewer.state.motion.label if viewer.state.motion else "") or len(seen) > 5,
-             what="the driver to move the avatar")
+    wait_for(lambda: (seen.add(viewer.state.motion.label if viewer.state.motion else "") or len(seen) > 5)
+             and viewer._drive_stats.frames >= 3,  # images sent for driver frames (slow on a busy machine)
+             timeout=60, what="the driver to move the avatar")
     viewer.stop_motion()
     assert viewer.state.motion is None and drive.done and drive.tracked >= 5
-    assert viewer._drive_stats.frames >= 3 and viewer._drive_stats.fps > 0  # images sent for driver frames
+    assert viewer._drive_stats.frames >= 3 and viewer._drive_stats.fps > 0
 
 
 def test_two_browsers_closed_tab_and_fast_drag_keep_serving(viewer, tab, chromium):
@@ -438,7 +439,9 @@ def test_cli_missing_reconstruction_and_serving(franck_work, rigged_work, tmp_pa
     pytest.importorskip("viser")
     from styletalker.cli import main
 
-    assert main(["view", str(franck_work), "--port", "0"]) == 2  # preprocessed only
+    preprocessed = tmp_path / "preprocessed_only"  # franck_work itself gets reconstructed by other tests
+    shutil.copytree(franck_work / "preprocess", preprocessed / "preprocess")
+    assert main(["view", str(preprocessed), "--port", "0"]) == 2
     assert "styletalker reconstruct" in capsys.readouterr().err
     assert main(["view", str(rigged_work), "--edit", "nope", "--port", "0"]) == 2
     assert "finished edits: green" in capsys.readouterr().err

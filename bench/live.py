@@ -1,0 +1,103 @@
+"""Live driving, measured: a driver video fed at its real frame rate through the live pipeline
+(styletalker.live: newest-frame hand-over, tracking on one thread, rendering on the caller's), as
+`styletalker animate WORK --driver 0` and the viewer's drive panel run it.
+
+    python bench/live.py [--work out/demo/work] [--driver data/videos/cap13_edit2.mp4]
+                         [--seconds 20] [--size 256] [--num-faces 2] [--torch-threads 1]
+                         [--json out/bench/live.json]
+
+Reports, over the run: frames/s at which the avatar was updated (sustained: rendered images over
+the wall time between the first and the last one), latency from a driver frame's arrival (its
+due time in the video) to the finished avatar image (median and 95th percentile), render and
+tracking time per frame, and how many driver frames were skipped because the tracker was busy.
+The goal (issue 11) is 25 frames/s at 256 px on 2 CPU cores. With the machine, load average and
+commit in the JSON. ``--num-faces 1`` asks MediaPipe for one face (it re-detects less often; other
+blendshapes than the preprocessing tracker, docs/viewer.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def machine() -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    import torch
+
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "load_average_1min": round(os.getloadavg()[0], 2), "torch_threads": torch.get_num_threads(),
+            "commit": commit}
+
+
+def run(work, driver, seconds: float, size: int, num_faces: int, edit: str | None = None) -> dict:
+    from styletalker.animate import load_scene
+    from styletalker.live import LiveDrive, LiveStats, VideoSource, live_frames
+
+    scene = load_scene(work, edit, "cpu")
+    scale = size / scene.height
+    scene.render(scene.neutral_expression, scene.ref_pose, scale)  # warm-up (extension load, allocations)
+    drive = LiveDrive(scene, VideoSource(driver, duration=seconds), size=size, num_faces=num_faces)
+    stats = LiveStats()
+    t0 = time.perf_counter()
+    drive.start()
+    try:
+        for _ in live_frames(scene, drive, scale=scale, stats=stats, duration=seconds):
+            pass
+    finally:
+        drive.stop()
+    wall = time.perf_counter() - t0
+    if drive.error is not None:
+        raise SystemExit(f"live driving failed: {drive.error}")
+    src = drive.source
+    return {"work": str(work), "edit": edit, "driver": str(driver), "driver_fps": src.fps, "seconds": round(wall, 1),
+            "size": size, "gaussians": scene.avatar.num_points, "num_faces": num_faces, **stats.summary(),
+            "driver_frames": src.published, "tracked": drive.tracked, "no_face": drive.no_face,
+            "skipped_by_tracker": drive.skipped,
+            "track_ms_mean": round(1000 * drive.track_seconds / max(drive.tracked, 1), 1)}
+
+
+def main(argv=None) -> int:
+    from styletalker.assets import find_asset
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work", default=str(ROOT / "out" / "demo" / "work"), help="work folder with a reconstruction")
+    ap.add_argument("--edit", default=None)
+    ap.add_argument("--driver", default=None, help="driver video (default data/videos/cap13_edit2.mp4)")
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--size", type=int, default=256, help="rendered image height in pixels")
+    ap.add_argument("--num-faces", type=int, default=2, choices=[1, 2])
+    ap.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--json", default=str(ROOT / "out" / "bench" / "live.json"))
+    a = ap.parse_args(argv)
+    import torch
+
+    if a.torch_threads:
+        torch.set_num_threads(a.torch_threads)
+    driver = a.driver or find_asset("videos/cap13_edit2.mp4")
+    res = {**run(a.work, driver, a.seconds, a.size, a.num_faces, a.edit), "machine": machine(),
+           "command": " ".join(["python", "bench/live.py", *(argv if argv is not None else sys.argv[1:])])}
+    print(f"{res['fps']:.1f} frames/s sustained (goal 25), latency {res['latency_ms_median']:.0f} ms median / "
+          f"{res['latency_ms_p95']:.0f} ms p95, render {res['render_ms_median']:.0f} ms, tracking "
+          f"{res['track_ms_mean']:.0f} ms per frame; {res['skipped_by_tracker']} of {res['driver_frames']} driver "
+          f"frames skipped by the tracker; {res['gaussians']} Gaussians at {a.size} px")
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -78,7 +78,7 @@ def _frames(path) -> np.ndarray:
 
 
 def _tensors(path) -> dict:
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    blob = torch.load(path, map_location="cpu", weights_only=True)
     return blob["state_dict"]
 
 

@@ -70,7 +70,7 @@ def test_resume_after_interruption(franck_avatar_work, monkeypatch):
         run_edit(franck_avatar_work, "clown make-up", name="clown-resumed", **kw)
     part = franck_avatar_work / "edits" / "clown-resumed"
     assert not is_complete(part) and not (part / "avatar.pt").exists()
-    assert torch.load(part / "checkpoint.pt", weights_only=False)["iteration"] == 4
+    assert torch.load(part / "checkpoint.pt", weights_only=True)["iteration"] == 4
     monkeypatch.setattr(builtin.BuiltinEditor, "edit", orig)
     resumed = run_edit(franck_avatar_work, "clown make-up", name="clown-resumed", **kw)
     a = GaussianAvatar.load(full / "avatar.pt").color_offset

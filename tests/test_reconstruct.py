@@ -42,7 +42,7 @@ def test_outputs_and_quality(franck_avatar_work):
     assert 10 < m["psnr"] < 50 and 0 < m["ssim"] <= 1
     # avatar file: the public API, deformation kept from stage 1 (frozen)
     av = GaussianAvatar.load(rec / "avatar.pt")
-    st = torch.load(rec / "mesh" / "checkpoint.pt", weights_only=False)["model"]
+    st = torch.load(rec / "mesh" / "checkpoint.pt", weights_only=True)["model"]
     for k, t in av.deform.state_dict().items():
         assert torch.equal(t, st["deform." + k]), k
     assert av.num_points == m["points"]
@@ -67,7 +67,7 @@ def test_complete_is_noop_and_config_mismatch(franck_avatar_work, tmp_path):
         run_reconstruct(work, preset="test", progress=False, mesh_iters=7)
 
 
-def test_resume_after_interruption_gives_same_result(franck_avatar_work, tmp_path):
+def test_resume_after_interruption_gives_same_result(franck_avatar_work, tmp_path, capsys):
     import signal
 
     work = _copy_preprocessed(franck_avatar_work, tmp_path / "w")
@@ -77,13 +77,15 @@ def test_resume_after_interruption_gives_same_result(franck_avatar_work, tmp_pat
                         hook=lambda s, i: s.startswith("mesh") and i == 13 and signal.raise_signal(signal.SIGINT))
     rec = work / "reconstruct"
     assert not is_complete(rec) and not is_complete(rec / "mesh")
-    assert torch.load(rec / "mesh" / "checkpoint.pt", weights_only=False)["iteration"] == 14
+    assert torch.load(rec / "mesh" / "checkpoint.pt", weights_only=True)["iteration"] == 14
     # interrupted again in the Gaussian stage, then finished
     with pytest.raises(KeyboardInterrupt):
         run_reconstruct(work, preset="test", progress=False, hook=lambda s, i: s == "gaussians" and i == 17)
     assert is_complete(rec / "mesh") and is_complete(rec / "prior") and not is_complete(rec / "gaussians")
+    capsys.readouterr()
     run_reconstruct(work, preset="test", progress=False)
     assert is_complete(rec)
+    assert "gaussian stage: resuming at iteration" in capsys.readouterr().err  # the checkpoint was used, not ignored
     a = GaussianAvatar.load(rec / "avatar.pt").state_dict()
     b = GaussianAvatar.load(franck_avatar_work / "reconstruct" / "avatar.pt").state_dict()
     for k in b:
@@ -106,7 +108,7 @@ def test_ablation_flags_change_the_pipeline(franck_avatar_work, tmp_path):
     work2 = _copy_preprocessed(franck_avatar_work, tmp_path / "w2")
     run_reconstruct(work2, preset="test", progress=False, retrain_deform=True, gauss_iters=10)
     av = GaussianAvatar.load(work2 / "reconstruct" / "avatar.pt")
-    st = torch.load(work2 / "reconstruct" / "mesh" / "checkpoint.pt", weights_only=False)["model"]
+    st = torch.load(work2 / "reconstruct" / "mesh" / "checkpoint.pt", weights_only=True)["model"]
     assert not torch.equal(av.deform.net[0].weight, st["deform.net.0.weight"])
     assert json.loads((work2 / "reconstruct" / "metrics.json").read_text())["ablation"]["retrain_deform"] is True
 

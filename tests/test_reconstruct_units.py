@@ -150,3 +150,35 @@ def test_svd_prior_missing_model_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MissingModelError, match="model_index.json"):
         get_prior("svd", tmp_path / "empty")
+
+
+class _RunsCode:
+    """A pickled object whose loading would run code (here: create a file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_checkpoints_round_trip_rng_and_refuse_code(tmp_path, capsys):
+    import random
+
+    from styletalker.reconstruct.checkpoint import load_state, save_state
+
+    ck = tmp_path / "checkpoint.pt"
+    np.random.seed(3), random.seed(3), torch.manual_seed(3)
+    save_state(ck, model={"w": torch.ones(2)}, iteration=7, info={"seconds": 1.5}, config={"size": (1, 2), "x": None})
+    expected = np.random.rand(), random.random(), float(torch.rand(()))
+    np.random.rand(5), random.random(), torch.rand(5)  # move every generator on
+    st = load_state(ck)  # with weights_only=True
+    assert st["iteration"] == 7 and torch.equal(st["model"]["w"], torch.ones(2))
+    assert (np.random.rand(), random.random(), float(torch.rand(()))) == expected  # RNGs restored exactly
+    # a checkpoint carrying a pickled object (someone else's work folder) is refused, not run
+    marker = tmp_path / "code_ran"
+    torch.save({"iteration": 3, "payload": _RunsCode(marker)}, ck)
+    assert load_state(ck) is None and not marker.exists()
+    assert "ignoring unreadable checkpoint" in capsys.readouterr().err
+    ck.write_bytes(b"garbage")
+    assert load_state(ck) is None

@@ -210,7 +210,7 @@ def edit_avatar(avatar, data, editor, opts: EditOptions, out_dir: Path | None = 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            state.history.append((it, i, round(float(b), 4), round(float(loss.detach()), 6)))
+            state.history.append((int(it), int(i), round(float(b), 4), round(float(loss.detach()), 6)))
             state.iteration += 1
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}", b=f"{b:+.2f}")
@@ -228,7 +228,7 @@ def lr_at(it: int, iters: int, lr: float, final: float = 0.05) -> float:
     """Cosine decay from ``lr`` to ``final * lr``: the end of the run averages over many random
     strengths b instead of following the last few edits."""
     t = min(max(it / max(iters - 1, 1), 0.0), 1.0)
-    return lr * (final + (1 - final) * 0.5 * (1 + np.cos(np.pi * t)))
+    return float(lr * (final + (1 - final) * 0.5 * (1 + np.cos(np.pi * t))))
 
 
 def _gaussians(avatar, expr, view: int, train: str, cache: dict):
@@ -327,7 +327,7 @@ def run_edit(work, prompt: str, *, name: str | None = None, force: bool = False,
     ck = out / "checkpoint.pt"
     if ck.is_file():
         try:
-            blob = torch.load(ck, map_location="cpu", weights_only=False)
+            blob = torch.load(ck, map_location="cpu", weights_only=True)  # no code from a foreign folder
             if "color_offset" in blob["model"]:
                 avatar.enable_color_offset()
             avatar.load_state_dict(blob["model"])

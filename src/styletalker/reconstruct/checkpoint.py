@@ -15,28 +15,44 @@ import torch
 from ..workdir import atomic_path, log, progress
 
 
+def _numpy_rng_state() -> dict:
+    """numpy's global RNG state as tensors and plain numbers (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def _set_numpy_rng_state(st: dict) -> None:
+    np.random.set_state((st["kind"], st["keys"].numpy().astype(np.uint32), st["pos"], st["has_gauss"], st["cached"]))
+
+
 def save_state(path: Path, **state) -> None:
+    """A checkpoint of tensors, numbers, strings and containers of them only, so that
+    :func:`load_state` can open it with ``torch.load(weights_only=True)``."""
     state = dict(state)
-    state["rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    state["rng"] = {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": random.getstate()}
     state["saved_at"] = time.time()
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
 def load_state(path: Path) -> dict | None:
+    """The checkpoint at ``path`` (RNG states restored), or None when there is none or it cannot
+    be read. Loaded with ``weights_only=True``: a checkpoint holding code (pickled objects) from
+    someone else's work folder is refused, never run."""
     path = Path(path)
     if not path.is_file():
         return None
     try:
-        st = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a torn/corrupt checkpoint: start the stage again
-        log(f"warning: ignoring unreadable checkpoint {path} ({e})")
+        st = torch.load(path, map_location="cpu", weights_only=True)
+        rng = st.get("rng")
+        if rng:
+            _set_numpy_rng_state(rng["numpy"])
+            torch.set_rng_state(rng["torch"])
+            random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in rng["python"]))
+    except Exception as e:  # a torn/corrupt/foreign checkpoint: start the stage again
+        log(f"warning: ignoring unreadable checkpoint {path} ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
         return None
-    rng = st.get("rng")
-    if rng:
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
     return st
 
 

@@ -64,3 +64,22 @@ def test_mediapipe_startup_is_quiet():
     quiet = run(STYLETALKER_NATIVE_LOG="0")
     assert quiet.returncode == 0 and "done" in quiet.stdout, quiet.stderr
     assert native_lines(quiet.stderr) == [], quiet.stderr
+
+
+def test_cli_quiet_preprocess_prints_no_mediapipe_lines(franck_video, tmp_path):
+    """MediaPipe's threads print some lines at moments no call of ours brackets ("Feedback
+    manager ..." when the landmark model first runs): the CLI filters its whole stderr."""
+
+    def run(work, *flags, **env):
+        cmd = [sys.executable, "-m", "styletalker", *flags, "preprocess", str(franck_video), str(tmp_path / work),
+               "--start", "10", "--duration", "3", "--fps", "5", "--size", "64"]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+
+    loud = run("loud", STYLETALKER_NATIVE_LOG="1")
+    assert loud.returncode == 0 and "Feedback manager requires" in loud.stderr  # mediapipe does print it
+    quiet = run("quiet", "-q")
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    assert quiet.stdout.startswith("preprocess: kept 15/15 frames")
+    normal = run("normal")
+    assert normal.returncode == 0 and "Feedback manager" not in normal.stderr and "W0000" not in normal.stderr
+    assert "track faces" in normal.stderr  # the progress bars still reach the terminal

@@ -421,7 +421,7 @@ def test_two_browsers_closed_tab_and_fast_drag_keep_serving(viewer, tab, chromiu
         }
         at("up", 0.7, document);
     }""")
-    wait_for(lambda: viewer.state.version - v0 > 10, timeout=10, what="the moves to reach the server as slider updates")
+    wait_for(lambda: viewer.state.version - v0 > 10, timeout=30, what="the moves to reach the server as slider updates")
     assert viewer._render_thread.is_alive()
     n = viewer.views[ca].renders
     jaw = viewer.names.index("jawOpen")

@@ -47,11 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .native_log import filtered_stderr
     from .workdir import set_quiet
 
     set_quiet(args.quiet)
     try:
-        rc = args._module.run(args)
+        with filtered_stderr():  # MediaPipe's start-up log lines, whenever its threads write them
+            rc = args._module.run(args)
     except StyleTalkerError as e:
         print(f"styletalker {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -59,6 +59,67 @@ def quiet_native_stderr():
                 os.write(2, rest)
 
 
+@contextlib.contextmanager
+def filtered_stderr():
+    """For a whole command: fd 2 goes through a pipe whose reader thread forwards everything to the
+    real stderr as it arrives (progress bars included) except MediaPipe's known start-up lines.
+
+    Needed because some of those lines are written by MediaPipe's own threads at a moment no call
+    of ours brackets (the "Feedback manager ..." warning comes when the landmark model first runs,
+    asynchronously), so :func:`quiet_native_stderr` around a call cannot catch them."""
+    import threading
+
+    if os.environ.get("STYLETALKER_NATIVE_LOG", "") not in ("", "0"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        r, w = os.pipe()
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+
+    def forward():
+        rest = b""
+        while True:
+            try:
+                chunk = os.read(r, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            data = rest + chunk
+            cut = data.rfind(b"\n") + 1
+            lines, rest = data[:cut], data[cut:]
+            out = b"".join(l for l in lines.splitlines(keepends=True) if not NOISE.search(l))
+            if rest and not rest.startswith((b"W0000", b"I0000", b"E0000", b"INFO:", b"WARNING: All log")):
+                out, rest = out + rest, b""  # a progress bar (no newline): show it now
+            if out:
+                try:
+                    os.write(saved, out)
+                except OSError:
+                    pass
+        if rest and not NOISE.search(rest):
+            os.write(saved, rest)
+
+    reader = threading.Thread(target=forward, name="styletalker-stderr", daemon=True)
+    os.dup2(w, 2)
+    os.close(w)
+    reader.start()
+    try:
+        yield
+    finally:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 2)  # the pipe's last write end of this process closes: the reader sees EOF
+        reader.join(timeout=2.0)  # (child processes still holding it would keep it open)
+        if not reader.is_alive():  # else leave its fd open: a reused number must not receive its writes
+            os.close(saved)
+
+
 class QuietFirstCall:
     """Wraps an object whose first ``method`` call starts a MediaPipe graph (and logs)."""
 

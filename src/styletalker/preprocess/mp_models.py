@@ -125,9 +125,11 @@ def create_landmarker(num_faces: int = 2, path: Path | None = None):
     )
     try:
         with quiet_native_stderr():
-            return vision.FaceLandmarker.create_from_options(opts)
+            landmarker = vision.FaceLandmarker.create_from_options(opts)
     except Exception as e:  # corrupt / wrong model file
         raise MissingModelError(f"{path}: cannot load the face landmarker ({e})") from None
+    # the first inference logs "Feedback manager requires a model with a single signature ..."
+    return QuietFirstCall(landmarker, "detect_for_video")
 
 
 def create_segmenter():

@@ -182,3 +182,19 @@ def test_checkpoints_round_trip_rng_and_refuse_code(tmp_path, capsys):
     assert "ignoring unreadable checkpoint" in capsys.readouterr().err
     ck.write_bytes(b"garbage")
     assert load_state(ck) is None
+
+
+def test_checkpoint_of_an_earlier_version_still_loads(tmp_path):
+    """Earlier versions pickled np.random.get_state() (a numpy array): still read, safely."""
+    import random
+
+    from styletalker.reconstruct.checkpoint import load_state
+
+    np.random.seed(5)
+    ck = tmp_path / "old.pt"
+    torch.save({"iteration": 2, "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                                        "python": random.getstate()}}, ck)
+    expected = np.random.rand()
+    np.random.rand(3)
+    st = load_state(ck)
+    assert st is not None and st["iteration"] == 2 and np.random.rand() == expected

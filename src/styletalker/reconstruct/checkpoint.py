@@ -22,8 +22,22 @@ def _numpy_rng_state() -> dict:
             "has_gauss": int(has_gauss), "cached": float(cached)}
 
 
-def _set_numpy_rng_state(st: dict) -> None:
+def _set_numpy_rng_state(st) -> None:
+    if isinstance(st, tuple):  # checkpoints of earlier versions: np.random.get_state() as it is
+        np.random.set_state(st)
+        return
     np.random.set_state((st["kind"], st["keys"].numpy().astype(np.uint32), st["pos"], st["has_gauss"], st["cached"]))
+
+
+def _numpy_globals() -> list:
+    """What earlier versions' checkpoints need besides tensors: numpy arrays and scalars (data, no
+    code), allowed for :func:`torch.load` with ``weights_only=True``."""
+    try:
+        from numpy._core import multiarray  # numpy >= 2
+    except ImportError:
+        from numpy.core import multiarray
+    types = [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype]
+    return types + [type(np.dtype(t)) for t in (np.uint32, np.int64, np.float64, np.float32, np.bool_)]
 
 
 def save_state(path: Path, **state) -> None:
@@ -44,7 +58,8 @@ def load_state(path: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        st = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_numpy_globals()):
+            st = torch.load(path, map_location="cpu", weights_only=True)
         rng = st.get("rng")
         if rng:
             _set_numpy_rng_state(rng["numpy"])

@@ -18,11 +18,7 @@ Two ways of placing the Gaussians (``config["binding"]``):
   is the barycentric point plus ``k R offset``, its rotation ``R q`` and its scales ``k s``
   (``offset``, ``q``, ``s`` are per-Gaussian, learned, in the triangle's frame). So Gaussians move
   and turn with the surface they sit on and cannot drift off it into space, where no camera of
-  a monocular video would see them. With ``config["deform_at"] == "gaussian"`` (what reconstruct
-  builds) the centre is instead the canonical centre ``c`` (barycentric point + ``R0 offset``)
-  moved by ``MLP_deform`` evaluated at ``c`` itself with the interpolated surface features: the
-  triangle still gives rotation and stretch, but the motion is the stage-1 field at the Gaussian,
-  fine enough for the lips, not its interpolation between vertices a grid cell (~1 cm) apart.
+  a monocular video would see them.
 * **free** (ablation D1/D2 and avatars of format 1): centre ``xyz + MLP_deform(f, gamma(xyz), beta)``.
 
 Expression range: the avatar keeps the per-channel range of the expressions it was trained on
@@ -46,10 +42,6 @@ from torch import nn
 from .models import N_EXPR, AttributeField, ColorField, DeformField
 from .render.common import quat_multiply, rotmat_to_quat
 
-# where a bound Gaussian's expression motion comes from: "mesh" = its deformed triangle (the
-# barycentric point of the moved vertices), "gaussian" = MLP_deform evaluated at the Gaussian's own
-# canonical centre (the triangle still gives its rotation and stretch)
-DEFORM_AT = ("mesh", "gaussian")
 EXPR_STATS = ("expr_min", "expr_low", "expr_neutral", "expr_high", "expr_max")
 
 
@@ -97,7 +89,6 @@ class GaussianAvatar(nn.Module):
         binding: dict | None = None,
         attr_bound: float | None = None,
         clamp_expression: bool = False,
-        deform_at: str = "mesh",
     ):
         """``xyz``: (N,3) centres (free placement) or, with ``binding``, ignored except for its
         length. ``binding``: ``{"verts" (V,3), "faces" (F,3), "features" (V,C), "face_id" (N,),
@@ -110,11 +101,9 @@ class GaussianAvatar(nn.Module):
                            attr_bound=attr_bound, clamp_expression=bool(clamp_expression))
         if deform_hidden is not None and deform_hidden != hidden:
             self.config["deform_hidden"] = int(deform_hidden)
-        if deform_at not in DEFORM_AT:
-            raise ValueError(f"deform_at must be one of {DEFORM_AT}, got {deform_at!r}")
         if binding is not None:
             self.config.update(binding=True, n_mesh_verts=int(binding["verts"].shape[0]),
-                               n_mesh_faces=int(binding["faces"].shape[0]), deform_at=deform_at)
+                               n_mesh_faces=int(binding["faces"].shape[0]))
             self.register_buffer("mesh_verts", binding["verts"].detach().clone().float())
             self.register_buffer("mesh_faces", binding["faces"].detach().clone().long())
             self.register_buffer("mesh_features", binding["features"].detach().clone().float())
@@ -206,18 +195,10 @@ class GaussianAvatar(nn.Module):
             tri = V[f]  # (N,3,3)
             R, area2 = triangle_frames(tri)
             with torch.no_grad():
-                R0, area0 = triangle_frames(self.mesh_verts[f])
+                _, area0 = triangle_frames(self.mesh_verts[f])
             k = (area2 / area0.clamp_min(1e-12)).clamp_min(1e-8).sqrt()[:, None]
-            if self.config.get("deform_at") == "gaussian":
-                # the canonical centre on (or near) its triangle, moved by MLP_deform evaluated at the
-                # Gaussian itself: the field stage 1 fitted to the landmarks, at the lips' scale rather
-                # than interpolated between mesh vertices ~1 grid cell apart
-                c0 = (self.bary[..., None] * self.mesh_verts[f]).sum(1) + (R0 @ self.offset[..., None])[..., 0]
-                feat = (self.bary[..., None] * self.mesh_features[f]).sum(1)
-                means = c0 + self.deform(feat, c0, e)
-            else:
-                base = (self.bary[..., None] * tri).sum(1)
-                means = base + k * (R @ self.offset[..., None])[..., 0]
+            base = (self.bary[..., None] * tri).sum(1)
+            means = base + k * (R @ self.offset[..., None])[..., 0]
             q_local = self.quats + d_quat
             quats = quat_multiply(rotmat_to_quat(R), q_local / q_local.norm(dim=-1, keepdim=True).clamp_min(1e-12))
             scales = torch.exp(self.log_scales + d_scale) * k
@@ -282,7 +263,7 @@ class GaussianAvatar(nn.Module):
         av = cls(torch.zeros(n, 3), sd["landmarks"], feat_dim=cfg["feat_dim"], n_expr=cfg["n_expr"],
                  n_freqs=cfg["n_freqs"], hidden=cfg["hidden"], init_scale=0.01, deform_features=fd,
                  deform_hidden=cfg.get("deform_hidden"), binding=binding, attr_bound=cfg.get("attr_bound"),
-                 clamp_expression=bool(cfg.get("clamp_expression")), deform_at=cfg.get("deform_at", "mesh"))
+                 clamp_expression=bool(cfg.get("clamp_expression")))
         if cfg.get("color_offset") or "color_offset" in sd:
             av.enable_color_offset()
         res = av.load_state_dict(sd, strict=False)

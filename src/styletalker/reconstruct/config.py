@@ -73,9 +73,6 @@ class GaussOptions:
     init_opacity: float = 0.8
     retrain_deform: bool = False  # ablation D2: MLP_deform from scratch in stage 2
     anchor: str = "mesh"  # mesh: Gaussians bound to the stage-1 triangles; free: free centres (format 1)
-    # mesh anchor: where a Gaussian's expression motion is evaluated: "gaussian" = MLP_deform at the
-    # Gaussian's own canonical centre (lip-scale motion), "mesh" = its triangle's moved vertices
-    deform_at: str = "gaussian"
     thickness: float = 0.3  # mesh anchor: initial normal scale / in-plane scale (flat discs)
     attr_bound: float | None = 0.25  # bound of MLP_attr's expression residuals (0: static; None: unbounded)
     clamp_expression: bool = True  # clamp expressions to the training range before the MLPs
@@ -206,10 +203,6 @@ def validate(cfg: ReconstructConfig) -> None:
         raise InputError(f"unknown Gaussian anchor {cfg.gauss.anchor!r}; choose from {', '.join(ANCHORS)}")
     if cfg.gauss.anchor == "mesh" and (not cfg.mesh.enabled or cfg.gauss.retrain_deform):
         cfg.gauss.anchor = "free"  # the ablations without the stage-1 mesh / its MLP_deform
-    from ..avatar import DEFORM_AT
-
-    if cfg.gauss.deform_at not in DEFORM_AT:
-        raise InputError(f"unknown gauss.deform_at {cfg.gauss.deform_at!r}; choose from {', '.join(DEFORM_AT)}")
     if cfg.mesh.init not in MESH_INITS:
         raise InputError(f"unknown mesh init {cfg.mesh.init!r}; choose from {', '.join(MESH_INITS)}")
     if cfg.mesh.res < 4:

@@ -97,7 +97,7 @@ def sample_faces(verts: torch.Tensor, faces: torch.Tensor, n: int, gen: torch.Ge
 
 def init_from_mesh(mesh_model, n_points: int | None, hidden: int, seed: int = 0, retrain_deform: bool = False,
                    init_opacity: float = 0.8, anchor: str = "mesh", attr_bound: float | None = None,
-                   clamp_expression: bool = False, thickness: float = 0.3, deform_at: str = "mesh") -> GaussianAvatar:
+                   clamp_expression: bool = False, thickness: float = 0.3) -> GaussianAvatar:
     """Gaussians on the stage-1 surface with its features (paper: initialised from the mesh).
 
     ``anchor="mesh"``: ``n_points`` Gaussians bound to the triangles (see :mod:`styletalker.avatar`),
@@ -125,7 +125,7 @@ def init_from_mesh(mesh_model, n_points: int | None, hidden: int, seed: int = 0,
         scale = torch.tensor([s, s, s * thickness])
         av = GaussianAvatar(torch.zeros(n, 3), mesh_model.landmarks.detach(), features=f, init_scale=scale,
                             binding={"verts": verts, "faces": faces, "features": feats, "face_id": fid, "bary": bary},
-                            deform_at=deform_at, **common)
+                            **common)
     elif anchor == "free":
         if n_points and n_points > verts.shape[0]:
             p, f = sample_surface(verts, faces, feats, n_points - verts.shape[0], g)

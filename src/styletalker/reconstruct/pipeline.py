@@ -211,8 +211,7 @@ def run_gauss_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead 
         if model is not None:
             av = init_from_mesh(model.cpu(), go.points, mo.hidden, seed=cfg.seed, retrain_deform=go.retrain_deform,
                                 init_opacity=go.init_opacity, anchor=go.anchor, attr_bound=go.attr_bound,
-                                clamp_expression=go.clamp_expression, thickness=go.thickness,
-                                deform_at=go.deform_at)
+                                clamp_expression=go.clamp_expression, thickness=go.thickness)
             model.to(cfg.device)
         else:
             center, radius = sphere_init(data, cfg.mesh.radius)

@@ -170,9 +170,10 @@ def main(argv=None) -> int:
         meshes.setdefault(key, root / name / "reconstruct" / "mesh")
         results.append(r)
         print(table([r]).splitlines()[-1], flush=True)
-    (root / "novel_view.json").write_text(json.dumps(results, indent=2, default=str))
-    (root / "novel_view.md").write_text(table(results))
-    plot(results, root / "novel_view.png")
+        # written after every variant: a long run stopped early keeps what it measured
+        (root / "novel_view.json").write_text(json.dumps(results, indent=2, default=str))
+        (root / "novel_view.md").write_text(table(results))
+        plot(results, root / "novel_view.png")
     print(table(results))
     return 0
 

@@ -48,9 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .native_log import filtered_stderr
-    from .workdir import set_quiet
+    from .workdir import is_quiet, set_quiet
 
-    set_quiet(args.quiet)
+    was_quiet = is_quiet()
+    set_quiet(args.quiet)  # for this command only (main() is also called in-process, e.g. by tests)
     try:
         with filtered_stderr():  # MediaPipe's start-up log lines, whenever its threads write them
             rc = args._module.run(args)
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError):
             pass
         return 141
+    finally:
+        set_quiet(was_quiet)
     return int(rc or 0)
 
 

@@ -30,10 +30,21 @@ def filter_noise(data: bytes) -> bytes:
     return b"".join(l for l in data.splitlines(keepends=True) if l.strip() and not NOISE.search(l))
 
 
+def _show_everything() -> bool:
+    return os.environ.get("STYLETALKER_NATIVE_LOG", "") not in ("", "0")
+
+
+def _flush_stderr() -> None:
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
 @contextlib.contextmanager
 def quiet_native_stderr():
     """Capture fd 2 while the block runs; replay everything but MediaPipe's start-up noise."""
-    if os.environ.get("STYLETALKER_NATIVE_LOG", "") not in ("", "0"):
+    if _show_everything():
         yield
         return
     try:
@@ -47,10 +58,7 @@ def quiet_native_stderr():
         try:
             yield
         finally:
-            try:
-                sys.stderr.flush()
-            except (OSError, ValueError):
-                pass
+            _flush_stderr()
             os.dup2(saved, 2)
             os.close(saved)
             tmp.seek(0)
@@ -69,7 +77,7 @@ def filtered_stderr():
     asynchronously), so :func:`quiet_native_stderr` around a call cannot catch them."""
     import threading
 
-    if os.environ.get("STYLETALKER_NATIVE_LOG", "") not in ("", "0"):
+    if _show_everything():
         yield
         return
     try:
@@ -110,10 +118,7 @@ def filtered_stderr():
     try:
         yield
     finally:
-        try:
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
+        _flush_stderr()
         os.dup2(saved, 2)  # the pipe's last write end of this process closes: the reader sees EOF
         reader.join(timeout=2.0)  # (child processes still holding it would keep it open)
         if not reader.is_alive():  # else leave its fd open: a reused number must not receive its writes

@@ -178,15 +178,11 @@ def summarize(rows, extra) -> dict:
     return out
 
 
-def psnr(a, b) -> float:
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
-
-
 def main(argv=None) -> int:
     from playwright.sync_api import sync_playwright
 
     from live import machine  # bench/live.py
+    from styletalker.metrics import psnr
     from styletalker.viewer import Viewer
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -225,7 +221,7 @@ def main(argv=None) -> int:
     viewer.stop()
     server["bytes_per_frame"] = server.pop("bytes_median")
     res = {"work": a.work, "server": server, "browser": browser,
-           "browser_vs_server_psnr_db": None if splat_view is None else round(psnr(splat_view, server_view), 2),
+           "browser_vs_server_psnr_db": None if splat_view is None else round(psnr(splat_view, server_view, data_range=255.0), 2),
            "machine": machine(),
            "command": " ".join(["python", "bench/viewer.py", *(argv if argv is not None else sys.argv[1:])])}
     print(json.dumps(res, indent=2))

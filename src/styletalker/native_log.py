@@ -30,10 +30,6 @@ def filter_noise(data: bytes) -> bytes:
     return b"".join(l for l in data.splitlines(keepends=True) if l.strip() and not NOISE.search(l))
 
 
-def _show_everything() -> bool:
-    return os.environ.get("STYLETALKER_NATIVE_LOG", "") not in ("", "0")
-
-
 def _flush_stderr() -> None:
     try:
         sys.stderr.flush()
@@ -41,16 +37,23 @@ def _flush_stderr() -> None:
         pass
 
 
+def _saved_stderr() -> int | None:
+    """A duplicate of fd 2 (after flushing Python's stderr) to restore it from; None when nothing
+    is to be filtered (``STYLETALKER_NATIVE_LOG=1``) or there is no fd 2 (embedded interpreters)."""
+    if os.environ.get("STYLETALKER_NATIVE_LOG", "") not in ("", "0"):
+        return None
+    try:
+        sys.stderr.flush()
+        return os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 @contextlib.contextmanager
 def quiet_native_stderr():
     """Capture fd 2 while the block runs; replay everything but MediaPipe's start-up noise."""
-    if _show_everything():
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no fd 2 (embedded interpreters)
+    saved = _saved_stderr()
+    if saved is None:
         yield
         return
     with tempfile.TemporaryFile() as tmp:
@@ -77,14 +80,14 @@ def filtered_stderr():
     asynchronously), so :func:`quiet_native_stderr` around a call cannot catch them."""
     import threading
 
-    if _show_everything():
+    saved = _saved_stderr()
+    if saved is None:
         yield
         return
     try:
-        sys.stderr.flush()
-        saved = os.dup(2)
         r, w = os.pipe()
-    except (OSError, ValueError, AttributeError):
+    except OSError:
+        os.close(saved)
         yield
         return
 
@@ -109,7 +112,11 @@ def filtered_stderr():
                 except OSError:
                     pass
         if rest and not NOISE.search(rest):
-            os.write(saved, rest)
+            try:
+                os.write(saved, rest)
+            except OSError:
+                pass
+        os.close(r)
 
     reader = threading.Thread(target=forward, name="styletalker-stderr", daemon=True)
     os.dup2(w, 2)

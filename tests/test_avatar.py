@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from styletalker.avatar import EXPR_STATS, GaussianAvatar, triangle_frames
+from styletalker.avatar import EXPR_STATS, FrozenAvatar, GaussianAvatar, triangle_frames
 from styletalker.render.common import quat_to_rotmat
 
 
@@ -102,3 +102,38 @@ def test_format1_free_avatar_still_loads(tmp_path):
     assert not back.bound and not back.config.get("expression_range")
     with torch.no_grad():
         assert torch.allclose(back(torch.zeros(52)).means, av(torch.zeros(52)).means)
+
+
+def _same_gaussians(av, frozen, e):
+    with torch.no_grad():
+        g1, g2 = av(e), frozen(e)
+    for f in ("means", "quats", "scales", "opacities", "colors"):
+        assert torch.equal(getattr(g1, f), getattr(g2, f)), f
+
+
+def test_frozen_avatar_gives_the_same_gaussians(avatar):
+    """FrozenAvatar (expression-independent work cached, per-triangle frames) computes exactly
+    the forward's Gaussians: anchored, edited (colour residual), static attributes, unbounded ones."""
+    for e in _expressions(avatar):
+        _same_gaussians(avatar, FrozenAvatar(avatar), e)
+    outside = avatar.expr_max + 0.5  # clamped to the trained range by both
+    _same_gaussians(avatar, FrozenAvatar(avatar), outside)
+    edited = GaussianAvatar.from_state(avatar.config, avatar.state_dict())
+    with torch.no_grad():
+        edited.enable_color_offset().copy_(torch.randn(edited.num_points, 3, generator=torch.Generator().manual_seed(0)))
+    _same_gaussians(edited, FrozenAvatar(edited), _expressions(avatar)[0])
+    for bound in (0.0, None):
+        other = GaussianAvatar.from_state({**avatar.config, "attr_bound": bound}, avatar.state_dict())
+        with torch.no_grad():
+            for p in other.attributes.parameters():
+                p.normal_(0, 0.1, generator=torch.Generator().manual_seed(1))  # residuals that are not zero
+        _same_gaussians(other, FrozenAvatar(other), _expressions(avatar)[1])
+
+
+def test_frozen_free_avatar_gives_the_same_gaussians():
+    xyz = torch.randn(50, 3, generator=torch.Generator().manual_seed(0)) * 0.3
+    av = GaussianAvatar(xyz, xyz[:5].clone(), feat_dim=8, n_freqs=2, hidden=16, init_scale=0.05, attr_bound=0.25)
+    with torch.no_grad():
+        for p in av.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(2)))
+    _same_gaussians(av, FrozenAvatar(av), torch.rand(52, generator=torch.Generator().manual_seed(3)))

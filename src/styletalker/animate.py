@@ -44,6 +44,13 @@ class AvatarScene:
     source: str
     work: Path | None = None
     info: dict = field(default_factory=dict)
+    frozen: object = field(default=None, repr=False, compare=False)  # avatar.FrozenAvatar of ``avatar``
+
+    def __post_init__(self):
+        if self.frozen is None or self.frozen.avatar is not self.avatar:
+            from .avatar import FrozenAvatar
+
+            self.frozen = FrozenAvatar(self.avatar)
 
     def camera(self, world_to_cam: torch.Tensor, scale: float = 1.0):
         from .render import Camera
@@ -53,11 +60,19 @@ class AvatarScene:
         return Camera(K, world_to_cam.float(), int(round(self.width * scale)), int(round(self.height * scale)))
 
     def render(self, expression, world_to_cam, scale: float = 1.0) -> np.ndarray:
-        """(H,W,3) float image as a CPU numpy array; the inputs go to the avatar's device."""
+        """(H,W,3) float image as a CPU numpy array; the inputs go to the avatar's device.
+
+        Renders through ``frozen``, a :class:`~styletalker.avatar.FrozenAvatar` (the same
+        Gaussians as the avatar's forward, with the expression-independent work done once), made
+        with the scene: after changing the avatar's parameters, make a new one."""
+        from .avatar import FrozenAvatar
+
         dev = next(self.avatar.parameters()).device
+        if self.frozen.avatar is not self.avatar:
+            self.frozen = FrozenAvatar(self.avatar)
         bg = torch.tensor(self.background, dtype=torch.float32, device=dev)
         with torch.no_grad():
-            out = self.avatar.render(torch.as_tensor(expression, dtype=torch.float32).to(dev),
+            out = self.frozen.render(torch.as_tensor(expression, dtype=torch.float32).to(dev),
                                      self.camera(world_to_cam, scale).to(dev), background=bg)
         return out.image.clamp(0, 1).cpu().numpy()
 

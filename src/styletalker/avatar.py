@@ -37,6 +37,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .models import N_EXPR, AttributeField, ColorField, DeformField
@@ -303,3 +304,106 @@ def _mean_nn_distance(x: torch.Tensor, sample: int = 2048) -> float:
     d = torch.cdist(x[idx], x)
     d[torch.arange(len(idx)), idx] = float("inf")
     return float(d.min(dim=1).values.mean().clamp_min(1e-4))
+
+
+class _FirstLayerCached:
+    """An expression-conditioned MLP (:func:`models._mlp_with_expr`) on fixed per-point inputs,
+    with the per-point share of its first layer computed once: per call only ``W_e @ beta``
+    is added before the remaining layers. Same arithmetic as the uncached call, so the same result."""
+
+    def __init__(self, net: nn.Sequential, per_point: torch.Tensor):
+        first = net[0]
+        d = per_point.shape[-1]
+        self.h1 = F.linear(per_point, first.weight[:, :d], first.bias)
+        self.w_expr = first.weight[:, d:]
+        self.rest = list(net[1:])
+
+    def __call__(self, e: torch.Tensor) -> torch.Tensor:
+        h = self.h1 + F.linear(e.unsqueeze(0), self.w_expr)
+        for m in self.rest:
+            h = F.silu(h, inplace=True) if isinstance(m, nn.SiLU) else m(h)
+        return h
+
+
+class FrozenAvatar:
+    """A fixed avatar evaluated without gradients, faster: the work that does not depend on the
+    expression is done once -- the per-Gaussian (and, for ``MLP_deform``, per-vertex) share of
+    every MLP's first layer, the Gaussians' triangles, the canonical triangle areas -- and the
+    triangle frames / stretches / rotations are computed per used triangle rather than per
+    Gaussian. The Gaussians are those of :meth:`GaussianAvatar.forward` (same operations on the
+    same numbers; tests/test_avatar.py). A snapshot: later changes to the avatar's parameters
+    are not seen (make a new one). ``AvatarScene.render`` and live driving use it."""
+
+    def __init__(self, avatar: "GaussianAvatar"):
+        from .models import posenc
+
+        self.avatar = avatar
+        a = avatar
+        with torch.no_grad():
+            self.color = _FirstLayerCached(a.color.net, a.features)
+            b = a.config.get("attr_bound")
+            self.attr = None if (b is not None and b <= 0) else _FirstLayerCached(a.attributes.net, a.features)
+            self.opacity_logits, self.log_scales, self.quats = a.opacity_logits, a.log_scales, a.quats
+            self.color_offset = getattr(a, "color_offset", None)
+            if a.bound:
+                pts = a.mesh_verts
+                self.deform = _FirstLayerCached(a.deform.net, torch.cat([a.mesh_features, posenc(pts, a.deform.n_freqs)], -1))
+                used, inv = torch.unique(a.face_id, return_inverse=True)
+                self.face_verts = a.mesh_faces[used]  # (U,3) the triangles that carry Gaussians
+                self.inv = inv  # (N,) each Gaussian's row in face_verts
+                self.gauss_verts = a.mesh_faces[a.face_id]  # (N,3)
+                _, self.area0 = triangle_frames(a.mesh_verts[self.face_verts])
+                self.bary, self.offset = a.bary, a.offset
+            else:
+                fd = getattr(a, "deform_features", None)
+                if fd is None or fd.shape != a.features.shape:
+                    fd = a.features
+                self.xyz = a.xyz
+                self.deform = _FirstLayerCached(a.deform.net, torch.cat([fd, posenc(a.xyz, a.deform.n_freqs)], -1))
+
+    @property
+    def num_points(self) -> int:
+        return self.avatar.num_points
+
+    def _attribute_residuals(self, e: torch.Tensor):
+        if self.attr is None:
+            return 0.0, 0.0, 0.0
+        out = self.attr(e)
+        d_scale, d_quat, d_op = out[:, :3], out[:, 3:7], out[:, 7]
+        b = self.avatar.config.get("attr_bound")
+        if b is None:
+            return d_scale, d_quat, d_op
+        return b * torch.tanh(d_scale), 0.5 * b * torch.tanh(d_quat), 4 * b * torch.tanh(d_op)
+
+    @torch.no_grad()
+    def __call__(self, expression: torch.Tensor) -> GaussianState:
+        a = self.avatar
+        e = a.expression_input(expression)
+        d_scale, d_quat, d_op = self._attribute_residuals(e)
+        if a.bound:
+            V = a.mesh_verts + self.deform(e)
+            R, area2 = triangle_frames(V[self.face_verts])  # per used triangle
+            k = (area2 / self.area0.clamp_min(1e-12)).clamp_min(1e-8).sqrt()[:, None]
+            qR = rotmat_to_quat(R)
+            inv = self.inv
+            Rg, kg = R[inv], k[inv]
+            base = (self.bary[..., None] * V[self.gauss_verts]).sum(1)
+            means = base + kg * (Rg @ self.offset[..., None])[..., 0]
+            q_local = self.quats + d_quat
+            quats = quat_multiply(qR[inv], q_local / q_local.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+            scales = torch.exp(self.log_scales + d_scale) * kg
+        else:
+            means = self.xyz + self.deform(e)
+            scales = torch.exp(self.log_scales + d_scale)
+            quats = self.quats + d_quat
+        opacities = torch.sigmoid(self.opacity_logits + d_op)
+        colors = torch.sigmoid(self.color(e))
+        if self.color_offset is not None:
+            colors = torch.sigmoid(torch.logit(colors.clamp(1e-6, 1 - 1e-6)) + self.color_offset)
+        return GaussianState(means, quats, scales, opacities, colors)
+
+    def render(self, expression, camera, background=None, backend: str = "auto"):
+        from .render import render
+
+        g = self(expression)
+        return render(g.means, g.quats, g.scales, g.opacities, g.colors, camera, background, backend)

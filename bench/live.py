@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -43,19 +45,44 @@ def machine() -> dict:
             "commit": commit}
 
 
-def run(work, driver, seconds: float, size: int, num_faces: int, edit: str | None = None) -> dict:
+class _Forward:
+    """The render path before FrozenAvatar: the avatar's own forward for every frame (``baseline``)."""
+
+    def __init__(self, avatar):
+        self.avatar = avatar
+
+    def __call__(self, expression):
+        return self.avatar(expression)
+
+    def render(self, expression, camera, background=None, backend="auto"):
+        return self.avatar.render(expression, camera, background, backend)
+
+
+VARIANTS = {  # name: (avatar path, pipelined)
+    "baseline": ("forward", False),  # the code before issue 11's speed-ups: avatar forward + render in turn
+    "frozen": ("frozen", False),  # FrozenAvatar, Gaussians and rasterization in turn
+    "new": ("frozen", True),  # FrozenAvatar, Gaussians on their own thread (live.LiveGaussians)
+}
+
+
+def run(work, driver, seconds: float, size: int, num_faces: int, edit: str | None = None,
+        variant: str = "new") -> dict:
     from styletalker.animate import load_scene
     from styletalker.live import LiveDrive, LiveStats, VideoSource, live_frames
 
+    path, pipeline = VARIANTS[variant]
     scene = load_scene(work, edit, "cpu")
+    if path == "forward":
+        scene.frozen = _Forward(scene.avatar)
     scale = size / scene.height
     scene.render(scene.neutral_expression, scene.ref_pose, scale)  # warm-up (extension load, allocations)
     drive = LiveDrive(scene, VideoSource(driver, duration=seconds), size=size, num_faces=num_faces)
     stats = LiveStats()
+    load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     drive.start()
     try:
-        for _ in live_frames(scene, drive, scale=scale, stats=stats, duration=seconds):
+        for _ in live_frames(scene, drive, scale=scale, stats=stats, duration=seconds, pipeline=pipeline):
             pass
     finally:
         drive.stop()
@@ -63,7 +90,8 @@ def run(work, driver, seconds: float, size: int, num_faces: int, edit: str | Non
     if drive.error is not None:
         raise SystemExit(f"live driving failed: {drive.error}")
     src = drive.source
-    return {"work": str(work), "edit": edit, "driver": str(driver), "driver_fps": src.fps, "seconds": round(wall, 1),
+    return {"variant": variant, "load_average_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],
+            "work": str(work), "edit": edit, "driver": str(driver), "driver_fps": src.fps, "seconds": round(wall, 1),
             "size": size, "gaussians": scene.avatar.num_points, "num_faces": num_faces, **stats.summary(),
             "driver_frames": src.published, "tracked": drive.tracked, "no_face": drive.no_face,
             "skipped_by_tracker": drive.skipped,
@@ -81,6 +109,9 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=256, help="rendered image height in pixels")
     ap.add_argument("--num-faces", type=int, default=2, choices=[1, 2])
     ap.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--variants", default="new",
+                    help="comma-separated, run back to back in this order: " + ", ".join(VARIANTS)
+                    + " (e.g. baseline,new,baseline,new: speed as a ratio on a shared machine)")
     ap.add_argument("--json", default=str(ROOT / "out" / "bench" / "live.json"))
     a = ap.parse_args(argv)
     import torch
@@ -88,12 +119,29 @@ def main(argv=None) -> int:
     if a.torch_threads:
         torch.set_num_threads(a.torch_threads)
     driver = a.driver or find_asset("videos/cap13_edit2.mp4")
-    res = {**run(a.work, driver, a.seconds, a.size, a.num_faces, a.edit), "machine": machine(),
+    variants = [v.strip() for v in a.variants.split(",") if v.strip()]
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad:
+        ap.error(f"unknown variant(s) {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
+    runs = []
+    for v in variants:
+        r = run(a.work, driver, a.seconds, a.size, a.num_faces, a.edit, v)
+        runs.append(r)
+        extra = f", Gaussians {r['gaussians_ms_mean']:.0f} ms (own thread)" if r.get("pipeline") else ""
+        print(f"{v}: {r['fps']:.1f} frames/s sustained (goal 25), latency {r['latency_ms_median']:.0f} ms median / "
+              f"{r['latency_ms_p95']:.0f} ms p95, render {r['render_ms_median']:.0f} ms{extra}, tracking "
+              f"{r['track_ms_mean']:.0f} ms per frame; {r['skipped_by_tracker']} of {r['driver_frames']} driver "
+              f"frames skipped by the tracker; {r['gaussians']} Gaussians at {a.size} px; load average "
+              f"{r['load_average_1min'][0]:g} -> {r['load_average_1min'][1]:g}", flush=True)
+    res = {**runs[-1], "runs": runs, "machine": machine(),
            "command": " ".join(["python", "bench/live.py", *(argv if argv is not None else sys.argv[1:])])}
-    print(f"{res['fps']:.1f} frames/s sustained (goal 25), latency {res['latency_ms_median']:.0f} ms median / "
-          f"{res['latency_ms_p95']:.0f} ms p95, render {res['render_ms_median']:.0f} ms, tracking "
-          f"{res['track_ms_mean']:.0f} ms per frame; {res['skipped_by_tracker']} of {res['driver_frames']} driver "
-          f"frames skipped by the tracker; {res['gaussians']} Gaussians at {a.size} px")
+    if "baseline" in variants and len(set(variants)) > 1:
+        base = [r["fps"] for r in runs if r["variant"] == "baseline"]
+        res["fps_ratio_to_baseline"] = {v: round(float(np.mean([r["fps"] for r in runs if r["variant"] == v]))
+                                                 / max(float(np.mean(base)), 1e-9), 2)
+                                        for v in dict.fromkeys(variants) if v != "baseline"}
+        print("frames/s against baseline (mean over its runs): "
+              + ", ".join(f"{v} x{q:g}" for v, q in res["fps_ratio_to_baseline"].items()))
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(res, indent=2) + "\n")
     return 0

@@ -113,3 +113,31 @@ def test_camera_index_and_missing_camera(franck_avatar_work, tmp_path, capsys):
     assert main(["animate", str(franck_avatar_work), "--driver", "9", "-o", str(tmp_path / "c.mp4")]) == 2
     assert "camera 9 could not be opened" in capsys.readouterr().err
     assert not (tmp_path / "c.mp4").exists()
+
+
+def test_pipelined_frames_show_their_own_expression(franck_avatar_work, driver_video):
+    """With the Gaussians computed on their own thread (LiveGaussians), each image shown is the
+    one of its own driver frame (expression and pose), as the avatar's plain forward draws it."""
+    import torch
+
+    from styletalker.animate import load_scene
+    from styletalker.live import LiveDrive, LiveStats, live_frames
+
+    scene = load_scene(franck_avatar_work)
+    drive = LiveDrive(scene, VideoSource(driver_video, start=1.0, duration=1.5)).start()
+    stats, shown = LiveStats(), []
+    try:
+        for f, img in live_frames(scene, drive, stats=stats, duration=1.5):
+            shown.append((f, img))
+    finally:
+        drive.stop()
+    assert drive.error is None and len(shown) >= 5
+    s = stats.summary()
+    assert s["pipeline"] and s["frames"] == len(shown) and stats.stage.computed >= len(shown)
+    exprs = np.stack([f.expression for f, _ in shown])
+    assert np.ptp(exprs, axis=0).max() > 0.05  # the frames differ, so a stale set of Gaussians would show
+    bg = torch.tensor(scene.background)
+    for f, img in shown[:: max(1, len(shown) // 6)]:
+        with torch.no_grad():
+            ref = scene.avatar.render(torch.from_numpy(f.expression), scene.camera(torch.from_numpy(f.pose)), bg)
+        assert np.array_equal(img, ref.image.clamp(0, 1).numpy())

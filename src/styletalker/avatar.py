@@ -334,10 +334,16 @@ class FrozenAvatar:
     same numbers; tests/test_avatar.py). A snapshot: later changes to the avatar's parameters
     are not seen (make a new one). ``AvatarScene.render`` and live driving use it."""
 
+    MEMO = 4  # the Gaussians of the last few expressions are kept (see :meth:`__call__`)
+
     def __init__(self, avatar: "GaussianAvatar"):
+        import threading
+
         from .models import posenc
 
         self.avatar = avatar
+        self._memo: dict = {}
+        self._memo_lock = threading.Lock()
         a = avatar
         with torch.no_grad():
             self.color = _FirstLayerCached(a.color.net, a.features)
@@ -375,8 +381,24 @@ class FrozenAvatar:
             return d_scale, d_quat, d_op
         return b * torch.tanh(d_scale), 0.5 * b * torch.tanh(d_quat), 4 * b * torch.tanh(d_op)
 
-    @torch.no_grad()
     def __call__(self, expression: torch.Tensor) -> GaussianState:
+        """The Gaussians at ``expression``. The results of the last :data:`MEMO` expressions are
+        kept, so live driving can compute a frame's Gaussians on one thread while the previous
+        frame is rasterized on another (styletalker.live); treat them as read-only."""
+        key = torch.as_tensor(expression).detach().float().cpu().numpy().tobytes()
+        with self._memo_lock:
+            hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        g = self._gaussians(expression)
+        with self._memo_lock:
+            self._memo[key] = g
+            while len(self._memo) > self.MEMO:
+                self._memo.pop(next(iter(self._memo)))
+        return g
+
+    @torch.no_grad()
+    def _gaussians(self, expression: torch.Tensor) -> GaussianState:
         a = self.avatar
         e = a.expression_input(expression)
         d_scale, d_quat, d_op = self._attribute_residuals(e)

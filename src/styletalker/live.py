@@ -400,6 +400,38 @@ class LiveDrive(_Newest):
         self.error = self.error or self.source.error
 
 
+class LiveGaussians(_Newest):
+    """The second stage of live driving: the avatar's Gaussians for each newest
+    :class:`DriveFrame` (``scene.frozen``, which keeps them for the render), on their own thread,
+    while the caller rasterizes the previous frame. Tracking, Gaussians and rasterization then
+    overlap on the cores, and the frame rate is set by the slowest stage instead of their sum.
+    Publishes the drive frames whose Gaussians are ready."""
+
+    thread_name = "styletalker-gaussians"
+
+    def __init__(self, scene, drive: LiveDrive):
+        super().__init__()
+        self.scene, self.drive = scene, drive
+        self.computed, self.seconds = 0, 0.0  # frames whose Gaussians were computed, time spent
+
+    def start(self) -> "LiveGaussians":
+        self._start_thread()
+        return self
+
+    def _run(self) -> None:
+        import dataclasses
+
+        import torch
+
+        dev = next(self.scene.avatar.parameters()).device
+        for f in self.drive.results(self._stop):
+            t0 = time.perf_counter()
+            self.scene.frozen(torch.as_tensor(f.expression, dtype=torch.float32).to(dev))
+            self.seconds += time.perf_counter() - t0
+            self.computed += 1
+            self._publish(lambda n: dataclasses.replace(f, seq=n))
+
+
 class LiveStats:
     """Frames shown, sustained frame rate and driver-frame-to-avatar latency."""
 
@@ -408,6 +440,7 @@ class LiveStats:
         self.render: list[float] = []
         self.first: float | None = None
         self.last: float | None = None
+        self.stage: LiveGaussians | None = None  # set by live_frames when pipelined
 
     def add(self, arrival: float, render_seconds: float) -> None:
         now = time.perf_counter()
@@ -432,14 +465,20 @@ class LiveStats:
         return {"frames": self.frames, "fps": round(self.fps, 2),
                 "latency_ms_median": round(float(np.median(lat)), 1),
                 "latency_ms_p95": round(float(np.percentile(lat, 95)), 1),
-                "render_ms_median": round(float(np.median(ren)), 1)}
+                "render_ms_median": round(float(np.median(ren)), 1),
+                **({"pipeline": True, "gaussians_ms_mean": round(1000 * self.stage.seconds / max(self.stage.computed, 1), 1)}
+                   if self.stage is not None else {"pipeline": False})}
 
 
 def live_frames(scene, drive: LiveDrive, *, scale: float = 1.0, stats: LiveStats | None = None,
-                stop: threading.Event | None = None, duration: float | None = None, max_frames: int | None = None):
+                stop: threading.Event | None = None, duration: float | None = None, max_frames: int | None = None,
+                pipeline: bool = True):
     """Render the newest result of a started ``drive`` each time there is one: yields
     ``(DriveFrame, image)`` until the source ends, ``duration`` seconds of source time or
-    ``max_frames`` source frames have passed, or ``stop`` is set. ``stats`` records each image."""
+    ``max_frames`` source frames have passed, or ``stop`` is set. ``stats`` records each image.
+    ``pipeline``: the Gaussians of the next frame are computed on a thread of their own
+    (:class:`LiveGaussians`) while this one rasterizes; otherwise both happen here, one after the
+    other."""
     import torch
 
     source, t_start = drive.source, time.perf_counter()
@@ -451,12 +490,21 @@ def live_frames(scene, drive: LiveDrive, *, scale: float = 1.0, stats: LiveStats
             return True
         return max_frames is not None and source.published >= max_frames
 
-    for f in drive.results(stop, until=finished):
-        t0 = time.perf_counter()
-        img = scene.render(f.expression, torch.from_numpy(f.pose), scale)
-        if stats is not None:
-            stats.add(f.arrival, time.perf_counter() - t0)
-        yield f, img
+    stage = LiveGaussians(scene, drive).start() if pipeline else None
+    if stats is not None:
+        stats.stage = stage
+    try:
+        for f in (stage or drive).results(stop, until=finished):
+            t0 = time.perf_counter()
+            img = scene.render(f.expression, torch.from_numpy(f.pose), scale)
+            if stats is not None:
+                stats.add(f.arrival, time.perf_counter() - t0)
+            yield f, img
+    finally:
+        if stage is not None:
+            stage.stop()
+    if stage is not None and stage.error is not None:
+        raise stage.error
 
 
 # ---------------------------------------------------------------------------------------------

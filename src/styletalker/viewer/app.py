@@ -430,7 +430,15 @@ class Viewer:
 
         def run():
             last_status = 0.0
+            import torch
+
             for f in drive.results(stop):
+                with self._lock:
+                    names = {self.state.avatar, ORIGINAL} if self.state.split else {self.state.avatar}
+                for name in names:  # the frame's Gaussians, here while the render thread draws the last one
+                    scene = self.scene(name)
+                    scene.frozen(torch.as_tensor(f.expression, dtype=torch.float32).to(
+                        next(scene.avatar.parameters()).device))
                 self.update(motion=Motion(f.expression, f.pose, f.arrival, f"driver {f.media_time:.1f}s"))
                 if time.perf_counter() - last_status > 1.0:
                     last_status = time.perf_counter()

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .errors import InputError, MissingStageError
+from .safeload import MAX_IMAGE_SIDE, check, reading
 from .workdir import is_complete, log, progress
 
 POSE_MODES = ("relative", "rotation", "none")
@@ -161,6 +162,11 @@ def load_scene(target, edit: str | None = None, device: str = "cpu") -> AvatarSc
     avatar.eval()
     for p in avatar.parameters():
         p.requires_grad_(False)
+    with reading(path, "StyleTalker avatar (its extra or the work folder's config.json)"):
+        return _frame_scene(avatar, path, work)
+
+
+def _frame_scene(avatar, path: Path, work: Path | None) -> AvatarScene:
     extra = getattr(avatar, "extra", None) or {}
     n_expr = int(avatar.config["n_expr"])
     bg = _background(avatar, work)
@@ -177,6 +183,8 @@ def load_scene(target, edit: str | None = None, device: str = "cpu") -> AvatarSc
                            {"expression_names": ds.expression_names})
     if "camera" in extra:
         c = extra["camera"]
+        check(0 < int(c["width"]) <= MAX_IMAGE_SIDE and 0 < int(c["height"]) <= MAX_IMAGE_SIDE, path,
+              "StyleTalker avatar", f"camera size {c['width']}x{c['height']} out of range")
         return AvatarScene(avatar, torch.tensor(c["K"], dtype=torch.float32), int(c["width"]), int(c["height"]),
                            torch.tensor(c["ref_pose"], dtype=torch.float32),
                            torch.tensor(c.get("neutral_expression", [0.0] * n_expr), dtype=torch.float32), bg, str(path))
@@ -411,7 +419,7 @@ def render_view(target, output, *, edit: str | None = None, frame: int | None = 
                 scale: float = 1.0, device: str = "cpu") -> dict:
     """Render one image: the pose + expression of preprocessed frame ``frame`` (default: the
     reference pose with the neutral expression), optionally turned by ``yaw`` degrees."""
-    from .workdir import write_image
+    from .workdir import require_stage, write_image
 
     scene = load_scene(target, edit, device)
     output = Path(output)
@@ -420,6 +428,9 @@ def render_view(target, output, *, edit: str | None = None, frame: int | None = 
     pose, expr = scene.ref_pose, scene.neutral_expression
     if frame is not None:
         if scene.work is None:
+            _, work = resolve_avatar_path(target, edit)
+            if work is not None:  # a work folder whose preprocess/ is incomplete or damaged
+                require_stage(work, "preprocess", f"styletalker preprocess VIDEO {work}")
             raise InputError("--frame needs a work folder (the avatar file alone has no video frames)")
         from .preprocess import load_dataset
 

@@ -242,12 +242,10 @@ class GaussianAvatar(nn.Module):
 
     # ---- persistence -------------------------------------------------------------------
     def save(self, path: str | os.PathLike, **extra) -> None:
-        from .workdir import atomic_path
+        from .workdir import save_torch
 
-        blob = {"format": "styletalker-avatar", "version": self.FORMAT_VERSION, "config": self.config,
-                "state_dict": self.state_dict(), "extra": extra}
-        with atomic_path(path) as tmp:
-            torch.save(blob, tmp)
+        save_torch(path, {"format": "styletalker-avatar", "version": self.FORMAT_VERSION, "config": self.config,
+                          "state_dict": self.state_dict(), "extra": extra})
 
     @classmethod
     def from_state(cls, config: dict, state_dict: dict) -> "GaussianAvatar":
@@ -279,22 +277,43 @@ class GaussianAvatar(nn.Module):
     @classmethod
     def load(cls, path: str | os.PathLike, map_location="cpu") -> "GaussianAvatar":
         from .errors import InputError
+        from .safeload import check, load_torch, reading
 
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: avatar file not found")
-        try:
-            blob = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as e:
-            raise InputError(f"{path}: not a readable StyleTalker avatar ({e})") from None
+        what = "StyleTalker avatar"
+        blob = load_torch(path, f"{what} file", map_location=map_location)
         if not isinstance(blob, dict) or blob.get("format") != "styletalker-avatar":
             raise InputError(f"{path}: not a StyleTalker avatar file")
-        try:
-            av = cls.from_state(blob["config"], blob["state_dict"])
-        except (KeyError, RuntimeError, TypeError, ValueError) as e:
-            raise InputError(f"{path}: damaged StyleTalker avatar ({type(e).__name__}: {e})") from None
-        av.extra = blob.get("extra", {})
+        with reading(path, what):
+            sd, extra = blob["state_dict"], blob.get("extra", {})
+            check(isinstance(sd, dict) and all(isinstance(v, torch.Tensor) for v in sd.values())
+                  and isinstance(extra, dict), path, what, "state_dict or extra of the wrong type")
+            _check_config(blob["config"], sd, path)  # before anything the config sizes is allocated
+            av = cls.from_state(blob["config"], sd)
+        av.extra = extra
         return av
+
+
+MAX_WIDTH = 4096  # bound of the config's layer widths and counts that are not sizes of stored tensors
+
+
+def _check_config(cfg, sd: dict, path) -> None:
+    """What :meth:`GaussianAvatar.from_state` allocates from ``cfg`` before it loads ``sd`` must be
+    consistent with the tensors really stored: the Gaussian count with their features, the
+    widths bounded (a damaged or hostile file must not make it allocate terabytes)."""
+    from .safeload import check
+
+    what = "StyleTalker avatar"
+    check(isinstance(cfg, dict), path, what, "config is not a dict")
+    feats = sd["features"]
+    check(feats.ndim == 2 and int(cfg["n_points"]) == feats.shape[0] and int(cfg["feat_dim"]) == feats.shape[1],
+          path, what, f"config n_points / feat_dim {cfg['n_points']} / {cfg['feat_dim']} do not match the stored "
+          f"features {tuple(feats.shape)}")
+    hidden = cfg["hidden"]
+    widths = [cfg["n_expr"], cfg["n_freqs"], cfg.get("deform_hidden") or 1,
+              *(hidden if isinstance(hidden, (list, tuple)) else [hidden])]
+    check(all(0 < int(w) <= MAX_WIDTH for w in widths), path, what,
+          f"config widths {widths} are not in 1..{MAX_WIDTH}")
 
 
 def _mean_nn_distance(x: torch.Tensor, sample: int = 2048) -> float:

@@ -22,3 +22,16 @@ class MissingStageError(StyleTalkerError):
 
 class MissingModelError(StyleTalkerError):
     """Optional model weights were requested but are not present at the given local path."""
+
+
+class DamagedFileError(InputError, ValueError):
+    """A file is truncated, garbage, or claims more than it holds (``styletalker.safeload``).
+    Also a ValueError, so code that treats an unreadable optional file as absent still can."""
+
+
+class MissingFileError(InputError, FileNotFoundError):
+    """A file the work folder should hold is not there. Also a FileNotFoundError."""
+
+
+class DiskFullError(StyleTalkerError):
+    """A write failed for lack of space (a full disk, a quota, or a file-size limit)."""

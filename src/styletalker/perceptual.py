@@ -123,7 +123,9 @@ def _load_state(path: Path) -> dict:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    from .safeload import load_torch
+
+    sd = load_torch(path, "LPIPS / AlexNet weights file", legacy=True)
     return sd.get("state_dict", sd) if isinstance(sd, dict) else sd
 
 

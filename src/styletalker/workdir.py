@@ -11,6 +11,7 @@ Conventions (see docs/FORMATS.md):
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .errors import MissingStageError
+from .errors import DiskFullError, MissingStageError, StyleTalkerError
 
 STAGE_FILE = "stage.json"
 
@@ -32,20 +33,61 @@ def _umask() -> int:
     return mask
 
 
+_NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def _disk_full(e: BaseException, path: Path) -> DiskFullError | None:
+    """The user-facing error for a write of ``path`` that failed for lack of space, else None."""
+    if isinstance(e, OSError) and e.errno in _NO_SPACE:
+        return DiskFullError(f"cannot write {path}: {os.strerror(e.errno)} (the disk is full or the file is too large); "
+                             f"the previous {path.name}, if any, is unchanged: free some space and run the same "
+                             "command again")
+    return None
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to a temporary file next to ``path``, then rename it onto ``path``: a
+    reader sees the old file or the new one, never a part. A full disk raises DiskFullError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         # mkstemp creates the file 0600; give it the permissions any new file would have
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        full = _disk_full(e, path)
+        if full is not None:
+            raise full from None
         raise
+
+
+def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save`` through :func:`atomic_write_bytes` (torch's own file writer reports a full
+    disk as an opaque RuntimeError)."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
+    """``np.savez`` (uncompressed) through :func:`atomic_write_bytes`."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def to_uint8(img):
@@ -111,14 +153,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except Exception as e:
+        full = _disk_full(e, path)
+        if full is not None:
+            raise full from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    with open(path) as f:
-        return json.load(f)
+    """A work-folder JSON file; a missing, damaged or oversized one is an InputError naming it."""
+    from .safeload import load_json
+
+    return load_json(path)
 
 
 def stage_dir(work: str | os.PathLike, stage: str) -> Path:
@@ -131,7 +180,7 @@ def is_complete(folder: str | os.PathLike) -> bool:
         return False
     try:
         return bool(read_json(p).get("complete"))
-    except (OSError, ValueError):
+    except (StyleTalkerError, AttributeError):  # torn, damaged or not an object: not complete
         return False
 
 

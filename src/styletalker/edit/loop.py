@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError, MissingStageError
-from ..workdir import (atomic_path, atomic_write_json, is_complete, log, mark_complete, progress, read_json, to_uint8,
+from ..safeload import load_torch, read_image
+from ..workdir import (atomic_write_json, is_complete, log, mark_complete, progress, read_json, save_torch, to_uint8,
                        write_image)
 from .weighting import (DEFAULT_ALPHA, DEFAULT_B_MEAN, DEFAULT_B_STD, DEFAULT_BOUNDARY, edit_loss,
                         landmark_weight, render_with_weight, sample_b)
@@ -128,12 +129,7 @@ def trainable_parameters(avatar, train: str = "color", lr: float = 0.02, lr_mlp:
 
 
 def _read_png(path: Path) -> np.ndarray:
-    import cv2
-
-    a = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if a is None:
-        raise OSError(f"cannot read {path}")
-    return a[..., ::-1].astype(np.float32) / 255.0
+    return read_image(path, "edited training image").astype(np.float32) / 255.0
 
 
 @dataclass
@@ -327,7 +323,7 @@ def run_edit(work, prompt: str, *, name: str | None = None, force: bool = False,
     ck = out / "checkpoint.pt"
     if ck.is_file():
         try:
-            blob = torch.load(ck, map_location="cpu", weights_only=True)  # no code from a foreign folder
+            blob = load_torch(ck, "edit checkpoint")  # no code from a foreign folder
             if "color_offset" in blob["model"]:
                 avatar.enable_color_offset()
             avatar.load_state_dict(blob["model"])
@@ -351,8 +347,7 @@ def run_edit(work, prompt: str, *, name: str | None = None, force: bool = False,
                 "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                 "strengths": {int(k): float(v) for k, v in st.strengths.items()},
                 "history": st.history, "n_edits": st.n_edits}
-        with atomic_path(ck) as tmp:
-            torch.save(blob, tmp)
+        save_torch(ck, blob)
 
     t0 = time.time()
     if state.iteration < opts.iters:

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..workdir import read_json, require_stage
+from ..safeload import MAX_IMAGE_SIDE, check, load_json_dict, load_npz, reading
+from ..workdir import require_stage
 
 
 @dataclass
@@ -94,38 +95,67 @@ class Dataset:
         return self.canonical_mesh.uvs
 
 
-def load_dataset(work) -> Dataset:
-    """Load ``work/preprocess/``; raises MissingStageError if preprocessing is missing/incomplete."""
-    root = require_stage(work, "preprocess", f"styletalker preprocess VIDEO {work}")
-    man = read_json(root / "manifest.json")
-    with np.load(root / "tracking.npz") as z:
-        tr = {k: z[k] for k in z.files}
-    with np.load(root / "canonical_mesh.npz") as z:
-        mesh = CanonicalMeshT(
-            torch.from_numpy(z["vertices"].astype(np.float32)),
-            torch.from_numpy(z["faces"].astype(np.int64)),
-            torch.from_numpy(z["uvs"].astype(np.float32)),
-        )
+# tracking.npz: per-frame arrays and the shape of one frame's entry (docs/FORMATS.md)
+TRACK_SHAPES = {"frame_index": (), "time": (), "K": (3, 3), "world_to_cam": (4, 4), "expression": (None,),
+                "landmarks2d": (478, 2), "landmarks3d": (478, 3), "crop_box": (4,)}
 
-    def f32(k):
-        return torch.from_numpy(np.ascontiguousarray(tr[k], dtype=np.float32))
 
+def _check_preprocess(root: Path, man: dict, tr: dict, mesh: dict) -> None:
+    """Shapes and ranges of what load_dataset reads, so that a damaged file stops here with its
+    name instead of failing somewhere downstream."""
+    hint = f"re-run `styletalker preprocess VIDEO {root.parent} --force`"
+    n = len(tr["frame_index"]) if np.ndim(tr["frame_index"]) == 1 else -1
+    for k, shape in TRACK_SHAPES.items():
+        a = tr[k]
+        ok = a.ndim == 1 + len(shape) and a.shape[0] == n and all(s is None or s == d for s, d in zip(shape, a.shape[1:]))
+        check(ok and a.dtype.kind in "biuf", root / "tracking.npz", "tracking file",
+              f"{k} has shape {a.shape} {a.dtype}, expected ({n}, {', '.join(map(str, shape))}) numbers", hint)
+    check(n > 0, root / "tracking.npz", "tracking file", "no frames", hint)
     w, h = man["image_size"]
-    return Dataset(
-        root=Path(root),
-        K=f32("K"),
-        world_to_cam=f32("world_to_cam"),
-        expression=f32("expression"),
-        landmarks2d=f32("landmarks2d"),
-        landmarks3d=f32("landmarks3d"),
-        frame_index=torch.from_numpy(tr["frame_index"].astype(np.int64)),
-        time=torch.from_numpy(tr["time"].astype(np.float64)),
-        crop_box=torch.from_numpy(tr["crop_box"].astype(np.int64)),
-        neutral_frame=int(man["neutral_frame"]),
-        canonical_mesh=mesh,
-        expression_names=list(man["expression_names"]),
-        fps=float(man["fps"]),
-        width=int(w),
-        height=int(h),
-        manifest=man,
-    )
+    names = man["expression_names"]
+    check(0 < int(w) <= MAX_IMAGE_SIDE and 0 < int(h) <= MAX_IMAGE_SIDE and 0 <= int(man["neutral_frame"]) < n
+          and float(man["fps"]) > 0 and isinstance(names, list) and len(names) == tr["expression"].shape[1],
+          root / "manifest.json", "preprocess manifest",
+          "image_size, neutral_frame, fps or expression_names out of range", hint)
+    v, f, uv = mesh["vertices"], mesh["faces"], mesh["uvs"]
+    check(v.ndim == 2 and v.shape[1] == 3 and f.ndim == 2 and f.shape[1] == 3 and uv.shape == (len(v), 2)
+          and f.dtype.kind in "iu" and (f.size == 0 or (f.min() >= 0 and f.max() < len(v))),
+          root / "canonical_mesh.npz", "canonical mesh", "shapes or face indices out of range", hint)
+
+
+def load_dataset(work) -> Dataset:
+    """Load ``work/preprocess/``; raises MissingStageError if preprocessing is missing/incomplete,
+    InputError (naming the file) if one of its files is damaged."""
+    root = require_stage(work, "preprocess", f"styletalker preprocess VIDEO {work}")
+    man = load_json_dict(root / "manifest.json", "preprocess manifest")
+    tr = load_npz(root / "tracking.npz", "tracking file")
+    mesh = load_npz(root / "canonical_mesh.npz", "canonical mesh")
+    with reading(root, "preprocess folder", f"re-run `styletalker preprocess VIDEO {work} --force`"):
+        _check_preprocess(Path(root), man, tr, mesh)
+
+        def f32(k):
+            return torch.from_numpy(np.ascontiguousarray(tr[k], dtype=np.float32))
+
+        w, h = man["image_size"]
+        return Dataset(
+            root=Path(root),
+            K=f32("K"),
+            world_to_cam=f32("world_to_cam"),
+            expression=f32("expression"),
+            landmarks2d=f32("landmarks2d"),
+            landmarks3d=f32("landmarks3d"),
+            frame_index=torch.from_numpy(tr["frame_index"].astype(np.int64)),
+            time=torch.from_numpy(tr["time"].astype(np.float64)),
+            crop_box=torch.from_numpy(tr["crop_box"].astype(np.int64)),
+            neutral_frame=int(man["neutral_frame"]),
+            canonical_mesh=CanonicalMeshT(
+                torch.from_numpy(mesh["vertices"].astype(np.float32)),
+                torch.from_numpy(mesh["faces"].astype(np.int64)),
+                torch.from_numpy(mesh["uvs"].astype(np.float32)),
+            ),
+            expression_names=list(man["expression_names"]),
+            fps=float(man["fps"]),
+            width=int(w),
+            height=int(h),
+            manifest=man,
+        )

@@ -17,8 +17,8 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
-from ..workdir import (atomic_path, atomic_write_json, is_complete, log, mark_complete, progress as progress_bar,
-                       read_json, replace_dir, write_image)
+from ..workdir import (atomic_write_json, is_complete, log, mark_complete, progress as progress_bar,
+                       read_json, replace_dir, save_npz, write_image)
 from . import geometry as geo
 from . import mp_models
 from .overlay import draw_overlay
@@ -37,12 +37,9 @@ def _source_id(video: Path) -> dict:
 
 
 def read_png(path, *, gray: bool = False) -> np.ndarray:
-    import cv2
+    from ..safeload import read_image
 
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
-    if img is None:
-        raise InputError(f"{path}: missing or unreadable image; re-run `styletalker preprocess` with --force")
-    return img if gray else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return read_image(path, "preprocessed image", "re-run `styletalker preprocess` with --force", gray=gray)
 
 
 def frame_name(k: int) -> str:
@@ -117,8 +114,7 @@ def run_preprocess(
                                         "multi_face_frames")}
         partial.mkdir(parents=True, exist_ok=True)
         atomic_write_json(partial / "options.json", opts)
-        with atomic_path(track_npz) as tmp:
-            np.savez(tmp, **{k: tr[k] for k in TRACK_KEYS})
+        save_npz(track_npz, **{k: tr[k] for k in TRACK_KEYS})
         atomic_write_json(track_json, {"expression_names": tr["expression_names"], "stats": tr["stats"],
                                        "box": list(tr["box"]), "raw": raw_info})
     t_track = time.time() - t0
@@ -157,11 +153,9 @@ def run_preprocess(
 
     # ---- tracking.npz, mesh, manifest, overlay
     t0 = time.time()
-    with atomic_path(partial / "tracking.npz") as tmp:
-        np.savez(tmp, **{k: tr[k] for k in TRACK_KEYS})
+    save_npz(partial / "tracking.npz", **{k: tr[k] for k in TRACK_KEYS})
     mesh = mp_models.canonical_mesh()
-    with atomic_path(partial / "canonical_mesh.npz") as tmp:
-        np.savez(tmp, vertices=mesh.vertices, faces=mesh.faces, uvs=mesh.uvs)
+    save_npz(partial / "canonical_mesh.npz", vertices=mesh.vertices, faces=mesh.faces, uvs=mesh.uvs)
     neutral = geo.choose_neutral_frame(tr["expression"], tr["world_to_cam"])
     out_fps = kept_fps(tr["time"], fps, raw_info["source_fps"])
     if overlay:

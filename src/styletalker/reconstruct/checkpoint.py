@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..workdir import atomic_path, log, progress
+from ..workdir import log, progress, save_torch
 
 
 def _numpy_rng_state() -> dict:
@@ -29,37 +29,26 @@ def _set_numpy_rng_state(st) -> None:
     np.random.set_state((st["kind"], st["keys"].numpy().astype(np.uint32), st["pos"], st["has_gauss"], st["cached"]))
 
 
-def _numpy_globals() -> list:
-    """What earlier versions' checkpoints need besides tensors: numpy arrays and scalars (data, no
-    code), allowed for :func:`torch.load` with ``weights_only=True``."""
-    try:
-        from numpy._core import multiarray  # numpy >= 2
-    except ImportError:
-        from numpy.core import multiarray
-    types = [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype]
-    return types + [type(np.dtype(t)) for t in (np.uint32, np.int64, np.float64, np.float32, np.bool_)]
-
-
 def save_state(path: Path, **state) -> None:
     """A checkpoint of tensors, numbers, strings and containers of them only, so that
     :func:`load_state` can open it with ``torch.load(weights_only=True)``."""
     state = dict(state)
     state["rng"] = {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": random.getstate()}
     state["saved_at"] = time.time()
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch(path, state)
 
 
 def load_state(path: Path) -> dict | None:
     """The checkpoint at ``path`` (RNG states restored), or None when there is none or it cannot
     be read. Loaded with ``weights_only=True``: a checkpoint holding code (pickled objects) from
     someone else's work folder is refused, never run."""
+    from ..safeload import load_torch
+
     path = Path(path)
     if not path.is_file():
         return None
     try:
-        with torch.serialization.safe_globals(_numpy_globals()):
-            st = torch.load(path, map_location="cpu", weights_only=True)
+        st = load_torch(path, "checkpoint")
         rng = st.get("rng")
         if rng:
             _set_numpy_rng_state(rng["numpy"])

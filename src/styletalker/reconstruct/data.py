@@ -141,9 +141,13 @@ def from_dataset(ds, *, size: int | None = None, holdout_every: int = 10, cut_ma
     ``size`` resamples the images (area filter) and scales the intrinsics; ``max_frames`` keeps an
     evenly spaced subset (always including the neutral frame).
     """
+    from ..safeload import MAX_IMAGE_SIDE
+
     n = len(ds)
     if n < 2:
         raise InputError(f"{getattr(ds, 'root', 'dataset')}: need at least 2 frames to reconstruct, found {n}")
+    if size is not None and not 0 < int(size) <= MAX_IMAGE_SIDE:
+        raise InputError(f"data size {size}: not an image size in 1..{MAX_IMAGE_SIDE} pixels")
     keep = torch.arange(n)
     neutral = int(ds.neutral_frame)
     if max_frames and n > max_frames:

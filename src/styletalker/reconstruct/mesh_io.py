@@ -30,9 +30,15 @@ def write_obj(path, verts, faces, colors=None, header: str | None = None) -> Non
 
 def read_obj(path):
     """Returns (verts (V,3), faces (F,3) zero-based, colors (V,3) or None). Polygons are fanned."""
+    from ..safeload import file_size, reading
+
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: mesh file not found")
+    file_size(path, "mesh file")
+    with reading(path, "mesh file"):
+        return _read_obj(path)
+
+
+def _read_obj(path: Path):
     verts, cols, faces = [], [], []
     with open(path) as fh:
         for line in fh:

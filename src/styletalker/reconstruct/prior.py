@@ -386,7 +386,7 @@ def get_prior(name: str, model_path: str | os.PathLike | None = None, device="cp
 
 # ---------------------------------------------------------------------------------------------
 def save_views(folder: Path, views: PriorViews, **info) -> None:
-    from ..workdir import atomic_path, write_image
+    from ..workdir import save_npz, write_image
 
     folder = Path(folder)
     for sub in ("views", "masks"):
@@ -396,27 +396,32 @@ def save_views(folder: Path, views: PriorViews, **info) -> None:
             write_image(folder / sub / f"{k:03d}.png", arr)
         if views.weights is not None:
             write_image(folder / "weights" / f"{k:03d}.png", views.weights[k][..., 0])
-    with atomic_path(folder / "cameras.npz") as tmp:
-        np.savez(tmp, K=views.K.numpy(), world_to_cam=views.world_to_cam.numpy(), yaw_deg=np.array(views.yaw_deg),
-                 expression=views.expression.numpy())
+    save_npz(folder / "cameras.npz", K=views.K.numpy(), world_to_cam=views.world_to_cam.numpy(),
+             yaw_deg=np.array(views.yaw_deg), expression=views.expression.numpy())
 
 
 def load_views(folder: Path, backend: str = "") -> PriorViews:
-    from PIL import Image
+    from ..safeload import load_npz, read_image, reading
 
     folder = Path(folder)
-    z = np.load(folder / "cameras.npz")
-    n = z["K"].shape[0]
-    imgs, masks, weights = [], [], []
-    for k in range(n):
-        imgs.append(torch.from_numpy(np.array(Image.open(folder / "views" / f"{k:03d}.png").convert("RGB"))).float() / 255)
-        masks.append((torch.from_numpy(np.array(Image.open(folder / "masks" / f"{k:03d}.png").convert("L"))) > 127).float()[..., None])
-        w = folder / "weights" / f"{k:03d}.png"
-        if w.is_file():
-            weights.append(torch.from_numpy(np.array(Image.open(w).convert("L"))).float()[..., None] / 255)
-    if n == 0:
-        imgs = masks = None
-    return PriorViews(torch.stack(imgs) if imgs else torch.zeros(0, 1, 1, 3), torch.stack(masks) if masks else torch.zeros(0, 1, 1, 1),
-                      torch.from_numpy(z["K"]).float(), torch.from_numpy(z["world_to_cam"]).float(),
-                      torch.from_numpy(z["expression"]).float(), [float(y) for y in z["yaw_deg"]], backend,
-                      torch.stack(weights) if weights and len(weights) == n else None)
+    z = load_npz(folder / "cameras.npz", "prior cameras file")
+    hint = "run `styletalker reconstruct` again with --force"
+
+    def img(path, gray=False):
+        return torch.from_numpy(read_image(path, "prior view", hint, gray=gray)).float()
+
+    with reading(folder, "multi-view prior folder", hint):
+        n = z["K"].shape[0]
+        imgs, masks, weights = [], [], []
+        for k in range(n):
+            imgs.append(img(folder / "views" / f"{k:03d}.png") / 255)
+            masks.append((img(folder / "masks" / f"{k:03d}.png", gray=True) > 127).float()[..., None])
+            w = folder / "weights" / f"{k:03d}.png"
+            if w.is_file():
+                weights.append(img(w, gray=True)[..., None] / 255)
+        if n == 0:
+            imgs = masks = None
+        return PriorViews(torch.stack(imgs) if imgs else torch.zeros(0, 1, 1, 3), torch.stack(masks) if masks else torch.zeros(0, 1, 1, 1),
+                          torch.from_numpy(z["K"]).float(), torch.from_numpy(z["world_to_cam"]).float(),
+                          torch.from_numpy(z["expression"]).float(), [float(y) for y in z["yaw_deg"]], backend,
+                          torch.stack(weights) if weights and len(weights) == n else None)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..safeload import check, check_count, damaged, file_size, reading
 
 SH_C0 = 0.28209479177387814
 
@@ -80,15 +81,19 @@ def save_ply(path: str | os.PathLike, means, quats, scales, opacities, colors, s
     return path
 
 
+MAX_HEADER_LINE = 1024  # bytes per .ply header line
+MAX_HEADER_LINES = 4096
+
+
 def _read_header(f, path) -> tuple[str, list[tuple[str, int, list[tuple[str, str]]]]]:
-    if f.readline().strip() != b"ply":
+    if f.readline(MAX_HEADER_LINE).strip() != b"ply":
         raise InputError(f"{path}: not a .ply file")
     fmt = None
     elements: list[tuple[str, int, list[tuple[str, str]]]] = []
-    while True:
-        line = f.readline()
+    for _ in range(MAX_HEADER_LINES):
+        line = f.readline(MAX_HEADER_LINE)
         if not line:
-            raise InputError(f"{path}: truncated .ply header")
+            raise damaged(path, ".ply file", "truncated header")
         tok = line.decode("ascii", errors="replace").split()
         if not tok or tok[0] in ("comment", "obj_info"):
             continue
@@ -106,6 +111,8 @@ def _read_header(f, path) -> tuple[str, list[tuple[str, int, list[tuple[str, str
             if tok[1] not in _PLY_TYPES:
                 raise InputError(f"{path}: unknown .ply property type {tok[1]!r}")
             elements[-1][2].append((tok[2], _PLY_TYPES[tok[1]]))
+    else:
+        raise damaged(path, ".ply file", f"no end_header in the first {MAX_HEADER_LINES} lines")
     if fmt not in ("binary_little_endian", "binary_big_endian", "ascii"):
         raise InputError(f"{path}: unsupported .ply format {fmt!r}")
     return fmt, elements
@@ -117,16 +124,24 @@ def load_ply(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> dic
     Returns ``means (N,3)``, ``quats (N,4)`` (wxyz, as stored), ``scales (N,3)`` (linear),
     ``opacities (N,)`` (in [0,1]), ``colors (N,3)`` (SH DC -> RGB, may exceed [0,1] as in 3DGS) and,
     if the file has ``f_rest_*``, ``sh_rest (N,K,3)`` (ignored by the renderer).
+    A damaged file, or a header claiming more vertices than the file holds, is an InputError
+    (checked before anything is allocated).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: .ply file not found")
+    size = file_size(path, ".ply file")
+    with reading(path, ".ply file"):
+        return _load_ply(path, size, dtype)
+
+
+def _load_ply(path: Path, size: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     with open(path, "rb") as f:
         fmt, elements = _read_header(f, path)
         if not elements or elements[0][0] != "vertex":
             raise InputError(f"{path}: no 'vertex' element (not a 3DGS .ply)")
         _, n, props = elements[0]
+        check(len({name for name, _ in props}) == len(props), path, ".ply file", "repeated property names")
         if fmt == "ascii":
+            check_count(path, ".ply file", n, 2 * len(props), size - f.tell())  # >= "0 " per value
             rows = np.loadtxt(f, max_rows=n, ndmin=2) if n else np.zeros((0, len(props)))
             if rows.shape != (n, len(props)):
                 raise InputError(f"{path}: expected {n} vertex rows with {len(props)} values")
@@ -134,9 +149,8 @@ def load_ply(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> dic
         else:
             end = "<" if fmt == "binary_little_endian" else ">"
             dt = np.dtype([(name, end + t) for name, t in props])
+            check_count(path, ".ply file (truncated?)", n, dt.itemsize, size - f.tell())
             raw = f.read(dt.itemsize * n)
-            if len(raw) != dt.itemsize * n:
-                raise InputError(f"{path}: truncated .ply data ({len(raw)} of {dt.itemsize * n} bytes)")
             rec = np.frombuffer(raw, dtype=dt, count=n)
             arr = {name: rec[name] for name, _ in props}
     need = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",

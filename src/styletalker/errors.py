@@ -33,5 +33,10 @@ class MissingFileError(InputError, FileNotFoundError):
     """A file the work folder should hold is not there. Also a FileNotFoundError."""
 
 
+class SettingsError(StyleTalkerError):
+    """The chosen options (a preset, ``--set`` values) do not work on this input: training lost its
+    surface, an image is too large for the rasterizer, ... The message says what to change."""
+
+
 class DiskFullError(StyleTalkerError):
     """A write failed for lack of space (a full disk, a quota, or a file-size limit)."""

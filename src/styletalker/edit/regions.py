@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InputError
+
 # Ordered landmark loops (MediaPipe face mesh topology, see mediapipe face_mesh_connections).
 FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
              152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109]
@@ -109,9 +111,9 @@ class FaceInfo:
     def __post_init__(self):
         lm = np.asarray(self.landmarks, np.float64)
         if lm.ndim != 2 or lm.shape[1] != 2 or lm.shape[0] < 468:
-            raise ValueError(f"face landmarks must be (478, 2) pixel coordinates, got {lm.shape}")
+            raise InputError(f"face landmarks must be (478, 2) pixel coordinates, got {lm.shape}")
         if not np.all(np.isfinite(lm[:468])):
-            raise ValueError("face landmarks contain NaN/inf (no face detected?)")
+            raise InputError("face landmarks contain NaN/inf (no face detected in this image?)")
         self.landmarks = lm
 
     @property

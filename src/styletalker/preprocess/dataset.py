@@ -110,6 +110,7 @@ def _check_preprocess(root: Path, man: dict, tr: dict, mesh: dict) -> None:
         ok = a.ndim == 1 + len(shape) and a.shape[0] == n and all(s is None or s == d for s, d in zip(shape, a.shape[1:]))
         check(ok and a.dtype.kind in "biuf", root / "tracking.npz", "tracking file",
               f"{k} has shape {a.shape} {a.dtype}, expected ({n}, {', '.join(map(str, shape))}) numbers", hint)
+        check(bool(np.isfinite(a).all()), root / "tracking.npz", "tracking file", f"{k} holds NaN or inf", hint)
     check(n > 0, root / "tracking.npz", "tracking file", "no frames", hint)
     w, h = man["image_size"]
     names = man["expression_names"]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import SettingsError
 from .data import ReconData
 from .dmtet import DMTetHead
 from .raster import rasterize
@@ -78,7 +79,11 @@ def mesh_losses(model: DMTetHead, data: ReconData, frames, cfg: MeshTrainConfig,
     """
     mesh = model.extract()
     if mesh.faces.shape[0] == 0:
-        raise RuntimeError("DMTet surface vanished (no faces); lower the SDF learning rate")
+        raise SettingsError(
+            "the stage-1 DMTet surface vanished (its SDF has no zero crossing left in the grid, so there is no "
+            "mesh to fit); these mesh options do not work on this clip: go back to the defaults (mesh.init=hull, "
+            "mesh.extent, mesh.radius), or with mesh.init=sphere turn the symmetry term off (--set "
+            "mesh.train.w_sym=0) or lower mesh.train.lr_sdf, and run reconstruct again with --force")
     sdf, _, feat = mesh.grid
     bg = data.background
     l_rgb = l_sil = l_def = l_off = l_lap = 0.0

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import SettingsError
+
 
 @dataclass
 class MeshRender:
@@ -72,7 +74,10 @@ def _pairs(fids, lo, hi, pad, W, H, max_pairs):
     n = bw * bh
     total = int(n.sum())
     if total > max_pairs:
-        raise RuntimeError(f"rasterize: {total} face/pixel pairs (faces too large for this image size)")
+        raise SettingsError(
+            f"the mesh rasterizer would test {total} face/pixel pairs at {W}x{H} pixels (limit {max_pairs}): the "
+            "mesh's triangles are too large for this image size (a surface that blew up, or a very large "
+            "data.size); use a smaller --set data.size, or the default mesh options, and run again with --force")
     pf = torch.repeat_interleave(torch.arange(len(fids), device=fids.device), n)
     start = torch.cumsum(n, 0) - n
     local = torch.arange(total, device=fids.device) - start[pf]

@@ -252,6 +252,26 @@ def test_ply_reader_refuses_damaged_files(tmp_path):
         assert g["means"].shape == (n, 3)
 
 
+def test_pickled_model_weights_are_refused(tmp_path):
+    """A model folder (CLIP here; Instruct-Pix2Pix and SVD load the same way) whose weights are a
+    pickled pytorch_model.bin instead of .safetensors is refused, not unpickled."""
+    pytest.importorskip("transformers")
+    import torch
+    from safetensors.torch import load_file
+    from tiny_models import make_tiny_clip
+
+    from styletalker.clip_metrics import ClipScorer
+    from styletalker.errors import MissingModelError
+
+    folder = make_tiny_clip(tmp_path / "clip")
+    st = folder / "model.safetensors"
+    torch.save(load_file(str(st)), folder / "pytorch_model.bin")
+    ClipScorer(str(folder), device="cpu")  # loads while the .safetensors is there
+    st.unlink()
+    with pytest.raises(MissingModelError, match="could not load a CLIP model"):
+        ClipScorer(str(folder), device="cpu")
+
+
 # ---------------------------------------------------------------------------------------------
 # the driver, run in the child process
 

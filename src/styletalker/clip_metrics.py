@@ -49,7 +49,8 @@ class ClipScorer:
         self.device = resolve_device(device)
         self.dtype = dtype or model_dtype(self.device)
         try:
-            self.model = CLIPModel.from_pretrained(str(path), dtype=self.dtype).to(self.device).eval()
+            self.model = CLIPModel.from_pretrained(str(path), dtype=self.dtype,  # no pickled .bin weights
+                                                   use_safetensors=True).to(self.device).eval()
             self.tokenizer = AutoTokenizer.from_pretrained(str(path))
             self.processor = processor_cls.from_pretrained(str(path))
         except Exception as e:

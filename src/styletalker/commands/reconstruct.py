@@ -42,11 +42,11 @@ def add_arguments(p):
 
 
 def run(args):
-    import json
     from pathlib import Path
 
     from ..errors import InputError
     from ..reconstruct import run_reconstruct
+    from ..workdir import read_json
 
     from ..reconstruct.config import parse_assignment
 
@@ -61,6 +61,6 @@ def run(args):
     )
     from ..reconstruct.pipeline import format_metrics
 
-    m = json.loads((Path(out) / "metrics.json").read_text())
+    m = read_json(Path(out) / "metrics.json")
     print(f"{format_metrics(m)}  -> {out}/avatar.pt")
     return 0

@@ -67,7 +67,7 @@ class InstructPix2PixEditor(Editor):
         try:
             pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(
                 str(path), local_files_only=True, safety_checker=None, requires_safety_checker=False,
-                dtype=self.dtype,
+                dtype=self.dtype, use_safetensors=True,  # no pickled .bin weights from a foreign folder
             )
         except Exception as e:
             raise MissingModelError(f"{ref}: could not load an Instruct-Pix2Pix pipeline from {path} "

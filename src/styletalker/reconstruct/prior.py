@@ -297,7 +297,8 @@ def load_svd_pipeline(path, device="cpu", dtype=None):
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise MissingModelError(f"the svd prior needs diffusers (pip install 'styletalker[diffusion]'): {e}") from None
     try:
-        pipe = StableVideoDiffusionPipeline.from_pretrained(str(p), local_files_only=True, dtype=dtype)
+        pipe = StableVideoDiffusionPipeline.from_pretrained(str(p), local_files_only=True, dtype=dtype,
+                                                            use_safetensors=True)  # no pickled weights
     except Exception as e:
         raise MissingModelError(f"{path}: could not load a StableVideoDiffusionPipeline from {p} "
                                 f"({type(e).__name__}: {e})") from None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -58,31 +59,37 @@ class _Forward:
         return self.avatar.render(expression, camera, background, backend)
 
 
-VARIANTS = {  # name: (avatar path, pipelined)
-    "baseline": ("forward", False),  # the code before issue 11's speed-ups: avatar forward + render in turn
-    "frozen": ("frozen", False),  # FrozenAvatar, Gaussians and rasterization in turn
-    "new": ("frozen", True),  # FrozenAvatar, Gaussians on their own thread (live.LiveGaussians)
+VARIANTS = {  # name: (avatar path, pipelined, live level of detail)
+    "baseline": ("forward", False, False),  # the code before issue 11's speed-ups: avatar forward + render in turn
+    "frozen": ("frozen", False, False),  # FrozenAvatar, Gaussians and rasterization in turn
+    "pipelined": ("frozen", True, False),  # + Gaussians on their own thread (live.LiveGaussians)
+    "new": ("frozen", True, True),  # + the live level of detail (styletalker.lod): what live driving does now
 }
 
 
 def run(work, driver, seconds: float, size: int, num_faces: int, edit: str | None = None,
-        variant: str = "new") -> dict:
+        variant: str = "new", min_weight: float | None = None) -> dict:
     from styletalker.animate import load_scene
     from styletalker.live import LiveDrive, LiveStats, VideoSource, live_frames
 
-    path, pipeline = VARIANTS[variant]
+    from styletalker.lod import live_lod
+
+    path, pipeline, lod = VARIANTS[variant]
     scene = load_scene(work, edit, "cpu")
     if path == "forward":
         scene.frozen = _Forward(scene.avatar)
     scale = size / scene.height
     scene.render(scene.neutral_expression, scene.ref_pose, scale)  # warm-up (extension load, allocations)
+    t_lod = time.perf_counter()
+    kept = live_lod(scene, *([min_weight] if min_weight else [])).kept if lod else scene.avatar.num_points  # as run_live: before the source starts
+    t_lod = time.perf_counter() - t_lod
     drive = LiveDrive(scene, VideoSource(driver, duration=seconds), size=size, num_faces=num_faces)
     stats = LiveStats()
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     drive.start()
     try:
-        for _ in live_frames(scene, drive, scale=scale, stats=stats, duration=seconds, pipeline=pipeline):
+        for _ in live_frames(scene, drive, scale=scale, stats=stats, duration=seconds, pipeline=pipeline, lod=lod):
             pass
     finally:
         drive.stop()
@@ -92,10 +99,74 @@ def run(work, driver, seconds: float, size: int, num_faces: int, edit: str | Non
     src = drive.source
     return {"variant": variant, "load_average_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],
             "work": str(work), "edit": edit, "driver": str(driver), "driver_fps": src.fps, "seconds": round(wall, 1),
-            "size": size, "gaussians": scene.avatar.num_points, "num_faces": num_faces, **stats.summary(),
+            "size": size, "gaussians": scene.avatar.num_points, "gaussians_drawn": kept,
+            "lod_seconds": round(t_lod, 2) if lod else None, "num_faces": num_faces, **stats.summary(),
             "driver_frames": src.published, "tracked": drive.tracked, "no_face": drive.no_face,
             "skipped_by_tracker": drive.skipped,
             "track_ms_mean": round(1000 * drive.track_seconds / max(drive.tracked, 1), 1)}
+
+
+def _summary(vals) -> dict:
+    got = [v for v in vals if v is not None]
+    return {"n": len(got), "drawn_in_full": len(vals) - len(got), "psnr_min": round(min(got), 2) if got else None,
+            "psnr_mean": round(float(np.mean(got)), 2) if got else None}
+
+
+def quality(work, edit: str | None = None, size: int = 256, min_weight: float | None = None) -> dict:
+    """The live level of detail against the full avatar: PSNR (dB) of the pruned avatar's
+    pictures on every training frame at ``size`` px, and on the reference view turned between and
+    up to the probed head turns (within lod.MAX_ANGLE) at training expressions, at ``size`` and
+    twice ``size`` px (the viewer's default 512)."""
+    import torch
+
+    from styletalker.animate import load_scene
+    from styletalker.lod import live_lod, turn
+    from styletalker.metrics import psnr
+    from styletalker.preprocess import load_dataset
+    from styletalker.render import Camera
+
+    scene = load_scene(work, edit, "cpu")
+    lod = live_lod(scene, *([min_weight] if min_weight else []))
+    ds = load_dataset(scene.work)
+    bg = torch.tensor(scene.background)
+
+    def both(expr, K, w2c, w, h):
+        cam = Camera(K, w2c, w, h)
+        if not lod.covers(K, w2c):  # live driving draws this view with the full avatar
+            return None
+        with torch.no_grad():
+            a = scene.frozen.render(expr, cam, bg).image.clamp(0, 1)
+            b = lod.frozen.render(expr, cam, bg).image.clamp(0, 1)
+        return psnr(b, a)
+
+    out = {"gaussians": scene.avatar.num_points, "kept": lod.kept, "min_weight_px": lod.min_weight}
+    s = size / ds.height
+    train = []
+    for i in range(ds.expression.shape[0]):
+        K = ds.K[i].clone()
+        K[:2] *= s
+        train.append(both(ds.expression[i], K, ds.world_to_cam[i], round(ds.width * s), size))
+    out["train_frames"] = _summary(train)
+    ref = scene.ref_pose.double().numpy()
+    turns = [(8, 0), (22, 0), (-22, 9), (24, -13), (-24, 13), (0, 22), (-11, -19), (19, 19), (28, 0), (-28, 0),
+             (0, -28), (7, 27)]  # between and up to the probed turns (lod.RINGS)
+    n = ds.expression.shape[0]
+    for px in (size, 2 * size):
+        K = scene.K.clone()
+        K[:2] *= px / scene.height
+        vals = [both(ds.expression[(37 * j) % n], K, torch.from_numpy(ref @ turn(lod.pivot, y, p)).float(),
+                     round(scene.width * px / scene.height), px) for j, (y, p) in enumerate(turns)]
+        rng = np.random.default_rng(0)  # and random turns within lod.MAX_ANGLE at random training expressions
+        for _ in range(20 if px == size else 0):
+            a, phi = 28.0 * math.sqrt(rng.random()), 2 * math.pi * rng.random()
+            vals.append(both(ds.expression[int(rng.integers(n))], K,
+                             torch.from_numpy(ref @ turn(lod.pivot, a * math.cos(phi), a * math.sin(phi))).float(),
+                             round(scene.width * px / scene.height), px))
+            turns.append((round(a * math.cos(phi), 1), round(a * math.sin(phi), 1)))
+        out[f"turned_{px}px"] = _summary(vals)
+        out[f"turned_{px}px"]["psnr"] = {f"yaw {y} pitch {p}": (round(v, 1) if v is not None else None)
+                                         for (y, p), v in zip(turns, vals)}
+    return out
 
 
 def main(argv=None) -> int:
@@ -112,6 +183,10 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default="new",
                     help="comma-separated, run back to back in this order: " + ", ".join(VARIANTS)
                     + " (e.g. baseline,new,baseline,new: speed as a ratio on a shared machine)")
+    ap.add_argument("--quality", action="store_true",
+                    help="also check the live level of detail against the full avatar (PSNR)")
+    ap.add_argument("--lod-min-weight", type=float, default=None,
+                    help="pixels under which a Gaussian is left out (default styletalker.lod.MIN_WEIGHT)")
     ap.add_argument("--json", default=str(ROOT / "out" / "bench" / "live.json"))
     a = ap.parse_args(argv)
     import torch
@@ -125,7 +200,7 @@ def main(argv=None) -> int:
         ap.error(f"unknown variant(s) {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
     runs = []
     for v in variants:
-        r = run(a.work, driver, a.seconds, a.size, a.num_faces, a.edit, v)
+        r = run(a.work, driver, a.seconds, a.size, a.num_faces, a.edit, v, a.lod_min_weight)
         runs.append(r)
         extra = f", Gaussians {r['gaussians_ms_mean']:.0f} ms (own thread)" if r.get("pipeline") else ""
         print(f"{v}: {r['fps']:.1f} frames/s sustained (goal 25), latency {r['latency_ms_median']:.0f} ms median / "
@@ -133,7 +208,13 @@ def main(argv=None) -> int:
               f"{r['track_ms_mean']:.0f} ms per frame; {r['skipped_by_tracker']} of {r['driver_frames']} driver "
               f"frames skipped by the tracker; {r['gaussians']} Gaussians at {a.size} px; load average "
               f"{r['load_average_1min'][0]:g} -> {r['load_average_1min'][1]:g}", flush=True)
-    res = {**runs[-1], "runs": runs, "machine": machine(),
+    if a.quality:
+        q = quality(a.work, a.edit, a.size, a.lod_min_weight)
+        print(f"live level of detail: {q['kept']} of {q['gaussians']} Gaussians drawn; PSNR against the full avatar: "
+              + "; ".join(f"{k} min {v['psnr_min']} / mean {v['psnr_mean']} dB ({v['n']} views, "
+                          f"{v['drawn_in_full']} outside it)"
+                          for k, v in q.items() if isinstance(v, dict)), flush=True)
+    res = {**(runs[-1] if runs else {}), "runs": runs, **({"quality": q} if a.quality else {}), "machine": machine(),
            "command": " ".join(["python", "bench/live.py", *(argv if argv is not None else sys.argv[1:])])}
     if "baseline" in variants and len(set(variants)) > 1:
         base = [r["fps"] for r in runs if r["variant"] == "baseline"]

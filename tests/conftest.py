@@ -7,6 +7,20 @@ import pytest
 from styletalker.assets import find_asset
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _lod_cache(tmp_path_factory):
+    """Live driving's level-of-detail cache (styletalker.lod) in a temporary folder, not ~/.cache."""
+    import os
+
+    old = os.environ.get("STYLETALKER_LOD_CACHE")
+    os.environ["STYLETALKER_LOD_CACHE"] = str(tmp_path_factory.mktemp("lod_cache"))
+    yield
+    if old is None:
+        os.environ.pop("STYLETALKER_LOD_CACHE", None)
+    else:
+        os.environ["STYLETALKER_LOD_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def franck_video():
     return find_asset("videos/franck.webm")

@@ -117,7 +117,8 @@ def test_camera_index_and_missing_camera(franck_avatar_work, tmp_path, capsys):
 
 def test_pipelined_frames_show_their_own_expression(franck_avatar_work, driver_video):
     """With the Gaussians computed on their own thread (LiveGaussians), each image shown is the
-    one of its own driver frame (expression and pose), as the avatar's plain forward draws it."""
+    one of its own driver frame (expression and pose), as the plain forward of the avatar drawn
+    (the live level of detail's pruned one at these views) draws it."""
     import torch
 
     from styletalker.animate import load_scene
@@ -136,8 +137,14 @@ def test_pipelined_frames_show_their_own_expression(franck_avatar_work, driver_v
     assert s["pipeline"] and s["frames"] == len(shown) and stats.stage.computed >= len(shown)
     exprs = np.stack([f.expression for f, _ in shown])
     assert np.ptp(exprs, axis=0).max() > 0.05  # the frames differ, so a stale set of Gaussians would show
+    assert scene.lod is not None  # the live level of detail was made (styletalker.lod, tests/test_lod.py)
     bg = torch.tensor(scene.background)
+    pruned = 0
     for f, img in shown[:: max(1, len(shown) // 6)]:
+        pose = torch.from_numpy(f.pose)
+        av = scene.frozen_for(pose, live=True).avatar  # the pruned avatar where it covers the view
+        pruned += av is not scene.avatar
         with torch.no_grad():
-            ref = scene.avatar.render(torch.from_numpy(f.expression), scene.camera(torch.from_numpy(f.pose)), bg)
+            ref = av.render(torch.from_numpy(f.expression), scene.camera(pose), bg)
         assert np.array_equal(img, ref.image.clamp(0, 1).numpy())
+    assert pruned > 0

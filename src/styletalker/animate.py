@@ -46,6 +46,7 @@ class AvatarScene:
     work: Path | None = None
     info: dict = field(default_factory=dict)
     frozen: object = field(default=None, repr=False, compare=False)  # avatar.FrozenAvatar of ``avatar``
+    lod: object = field(default=None, repr=False, compare=False)  # lod.LiveLOD, made by live driving
 
     def __post_init__(self):
         if self.frozen is None or self.frozen.avatar is not self.avatar:
@@ -60,21 +61,33 @@ class AvatarScene:
         K[:2] *= scale
         return Camera(K, world_to_cam.float(), int(round(self.width * scale)), int(round(self.height * scale)))
 
-    def render(self, expression, world_to_cam, scale: float = 1.0) -> np.ndarray:
+    def frozen_for(self, world_to_cam, scale: float = 1.0, live: bool = False):
+        """The FrozenAvatar that draws this view: ``frozen``, or with ``live`` the live level of
+        detail's pruned avatar (``lod``, :mod:`styletalker.lod`) when it covers the view."""
+        from .avatar import FrozenAvatar
+
+        if self.frozen.avatar is not self.avatar:
+            self.frozen = FrozenAvatar(self.avatar)
+        if live and self.lod is not None and self.lod.avatar is self.avatar:
+            K = self.K.clone()
+            K[:2] *= scale
+            if self.lod.covers(K, world_to_cam):
+                return self.lod.frozen
+        return self.frozen
+
+    def render(self, expression, world_to_cam, scale: float = 1.0, live: bool = False) -> np.ndarray:
         """(H,W,3) float image as a CPU numpy array; the inputs go to the avatar's device.
 
         Renders through ``frozen``, a :class:`~styletalker.avatar.FrozenAvatar` (the same
         Gaussians as the avatar's forward, with the expression-independent work done once), made
-        with the scene: after changing the avatar's parameters, make a new one."""
-        from .avatar import FrozenAvatar
-
+        with the scene: after changing the avatar's parameters, make a new one. ``live``: live
+        driving's level of detail where it applies (:meth:`frozen_for`)."""
         dev = next(self.avatar.parameters()).device
-        if self.frozen.avatar is not self.avatar:
-            self.frozen = FrozenAvatar(self.avatar)
+        frozen = self.frozen_for(world_to_cam, scale, live)
         bg = torch.tensor(self.background, dtype=torch.float32, device=dev)
         with torch.no_grad():
-            out = self.frozen.render(torch.as_tensor(expression, dtype=torch.float32).to(dev),
-                                     self.camera(world_to_cam, scale).to(dev), background=bg)
+            out = frozen.render(torch.as_tensor(expression, dtype=torch.float32).to(dev),
+                                self.camera(world_to_cam, scale).to(dev), background=bg)
         return out.image.clamp(0, 1).cpu().numpy()
 
 

@@ -409,9 +409,9 @@ class LiveGaussians(_Newest):
 
     thread_name = "styletalker-gaussians"
 
-    def __init__(self, scene, drive: LiveDrive):
+    def __init__(self, scene, drive: LiveDrive, scale: float = 1.0, live: bool = True):
         super().__init__()
-        self.scene, self.drive = scene, drive
+        self.scene, self.drive, self.scale, self.live = scene, drive, scale, live
         self.computed, self.seconds = 0, 0.0  # frames whose Gaussians were computed, time spent
 
     def start(self) -> "LiveGaussians":
@@ -426,7 +426,8 @@ class LiveGaussians(_Newest):
         dev = next(self.scene.avatar.parameters()).device
         for f in self.drive.results(self._stop):
             t0 = time.perf_counter()
-            self.scene.frozen(torch.as_tensor(f.expression, dtype=torch.float32).to(dev))
+            frozen = self.scene.frozen_for(torch.from_numpy(f.pose), self.scale, self.live)
+            frozen(torch.as_tensor(f.expression, dtype=torch.float32).to(dev))
             self.seconds += time.perf_counter() - t0
             self.computed += 1
             self._publish(lambda n: dataclasses.replace(f, seq=n))
@@ -472,14 +473,20 @@ class LiveStats:
 
 def live_frames(scene, drive: LiveDrive, *, scale: float = 1.0, stats: LiveStats | None = None,
                 stop: threading.Event | None = None, duration: float | None = None, max_frames: int | None = None,
-                pipeline: bool = True):
+                pipeline: bool = True, lod: bool = True):
     """Render the newest result of a started ``drive`` each time there is one: yields
     ``(DriveFrame, image)`` until the source ends, ``duration`` seconds of source time or
     ``max_frames`` source frames have passed, or ``stop`` is set. ``stats`` records each image.
     ``pipeline``: the Gaussians of the next frame are computed on a thread of their own
     (:class:`LiveGaussians`) while this one rasterizes; otherwise both happen here, one after the
-    other."""
+    other. ``lod``: views the live level of detail covers are drawn with its pruned avatar
+    (:mod:`styletalker.lod`; made here unless the scene has it, a few seconds once per avatar)."""
     import torch
+
+    from .lod import live_lod
+
+    if lod and scene.lod is None:
+        live_lod(scene)
 
     source, t_start = drive.source, time.perf_counter()
 
@@ -490,13 +497,13 @@ def live_frames(scene, drive: LiveDrive, *, scale: float = 1.0, stats: LiveStats
             return True
         return max_frames is not None and source.published >= max_frames
 
-    stage = LiveGaussians(scene, drive).start() if pipeline else None
+    stage = LiveGaussians(scene, drive, scale, lod).start() if pipeline else None
     if stats is not None:
         stats.stage = stage
     try:
         for f in (stage or drive).results(stop, until=finished):
             t0 = time.perf_counter()
-            img = scene.render(f.expression, torch.from_numpy(f.pose), scale)
+            img = scene.render(f.expression, torch.from_numpy(f.pose), scale, live=lod)
             if stats is not None:
                 stats.add(f.arrival, time.perf_counter() - t0)
             yield f, img
@@ -551,6 +558,9 @@ def run_live(target, driver, output=None, *, edit: str | None = None, device: st
     stats = LiveStats()
     fps = source.fps
     blank = scene.render(scene.neutral_expression, scene.ref_pose, scale)
+    from .lod import live_lod
+
+    live_lod(scene)  # before the source starts: the level of detail takes a few seconds once per avatar
 
     def frames(stop: threading.Event):
         """One image per source frame (media time t -> frame round(t * fps)): the newest avatar

@@ -167,8 +167,9 @@ class Viewer:
             self._cond.notify_all()
 
     # ------------------------------------------------------------------ rendering
-    def render(self, camera: framing.ViewCamera, state: ViewState) -> np.ndarray:
-        """The image of ``state`` seen by ``camera`` ((H,W,3) float in [0,1])."""
+    def _scenes(self, camera: framing.ViewCamera, state: ViewState):
+        """``(scene of name -> scene framed by camera, expression, world_to_cam, live)`` of ``state``;
+        ``live``: a driver frame (drawn with the live level of detail where it covers the view)."""
         import torch
 
         motion = state.motion
@@ -177,11 +178,18 @@ class Viewer:
         w2c = framing.avatar_view(camera.world_to_cam, self.ref_pose, head,
                                   framing.head_motion(self.pivot, state.yaw, state.pitch, state.roll))
         K = torch.from_numpy(camera.K).float()
-        pose = torch.from_numpy(w2c).float()
+
+        def framed(name):
+            return dataclasses.replace(self.scene(name), K=K, width=camera.width, height=camera.height)
+
+        return framed, expr, torch.from_numpy(w2c).float(), motion is not None and motion.arrival is not None
+
+    def render(self, camera: framing.ViewCamera, state: ViewState) -> np.ndarray:
+        """The image of ``state`` seen by ``camera`` ((H,W,3) float in [0,1])."""
+        framed, expr, pose, live = self._scenes(camera, state)
 
         def one(name):
-            s = dataclasses.replace(self.scene(name), K=K, width=camera.width, height=camera.height)
-            return s.render(expr, pose)
+            return framed(name).render(expr, pose, live=live)
 
         img = one(state.avatar)
         if state.split:
@@ -415,6 +423,29 @@ class Viewer:
         except Exception as e:  # shown in the panel; the server keeps running
             self._status("drive_status", f"**cannot drive**: {e}")
 
+    def _prefetch(self, motion: Motion) -> None:
+        """The Gaussians of a driver frame for the newest tab's view, computed on the drive thread
+        while the render thread draws the previous frame (kept by the scenes' FrozenAvatars);
+        the live level of detail of each avatar shown is made here the first time."""
+        import torch
+
+        from ..lod import live_lod
+
+        with self._lock:
+            state = dataclasses.replace(self.state, motion=motion)
+            views = sorted(self.views.values(), key=lambda v: v.rendered_at)
+        names = [state.avatar, ORIGINAL] if state.split and state.avatar != ORIGINAL else [state.avatar]
+        for name in names:
+            if self.scene(name).lod is None:
+                live_lod(self.scene(name))
+        if not views:
+            return
+        framed, expr, pose, _ = self._scenes(views[-1].camera, state)
+        for name in names:
+            s = framed(name)
+            s.frozen_for(pose, live=True)(torch.as_tensor(expr, dtype=torch.float32).to(
+                next(s.avatar.parameters()).device))
+
     def drive(self, spec, *, pose: str = "relative", gain: float = 1.0, loop: bool = True):
         """Drive the avatar from a camera index or a video file (played at its own frame rate)
         as its frames arrive; returns the :class:`~styletalker.live.LiveDrive`."""
@@ -430,16 +461,10 @@ class Viewer:
 
         def run():
             last_status = 0.0
-            import torch
-
             for f in drive.results(stop):
-                with self._lock:
-                    names = {self.state.avatar, ORIGINAL} if self.state.split else {self.state.avatar}
-                for name in names:  # the frame's Gaussians, here while the render thread draws the last one
-                    scene = self.scene(name)
-                    scene.frozen(torch.as_tensor(f.expression, dtype=torch.float32).to(
-                        next(scene.avatar.parameters()).device))
-                self.update(motion=Motion(f.expression, f.pose, f.arrival, f"driver {f.media_time:.1f}s"))
+                motion = Motion(f.expression, f.pose, f.arrival, f"driver {f.media_time:.1f}s")
+                self._prefetch(motion)
+                self.update(motion=motion)
                 if time.perf_counter() - last_status > 1.0:
                     last_status = time.perf_counter()
                     s = stats.summary()

@@ -95,7 +95,8 @@ def main(argv=None) -> int:
     ok = ok and step("reconstruct", ["reconstruct", str(work), "--preset", "test" if smoke else "full", *dev,
                                      "--mesh-iters", str(mesh_iters), "--gauss-iters", str(gauss_iters)])
     if ok:
-        cfg = json.loads((work / "reconstruct" / "config.json").read_text())["config"]
+        rec = json.loads((work / "reconstruct" / "config.json").read_text())
+        cfg = {**rec["config"], "device": rec.get("device", rec["config"].get("device"))}
         m = json.loads((work / "reconstruct" / "metrics.json").read_text())
         report["reconstruct"] = {"preset": cfg["preset"], "device": cfg["device"], "psnr": m.get("psnr"),
                                  "ssim": m.get("ssim"), "psnr_head": m.get("psnr_head"),

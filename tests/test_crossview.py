@@ -46,7 +46,7 @@ def test_same_camera_scores_like_the_training_frames(franck_avatar_work, tmp_pat
     from styletalker.animate import load_scene
     from styletalker.metrics import psnr
     from styletalker.reconstruct.evaluate import render_avatar_frame
-    from styletalker.edit.data import reconstruct_data_options
+    from styletalker.workfolder import WorkFolder
     from styletalker.preprocess import load_dataset
     from styletalker.reconstruct.data import from_dataset
 
@@ -55,7 +55,7 @@ def test_same_camera_scores_like_the_training_frames(franck_avatar_work, tmp_pat
     ds = load_dataset(franck_avatar_work)
     assert r["frames"] == len(ds) and r["landmark_px"] < 1e-3
     # the same protocol as the held-out scores: render with the frame's own camera, compare with its target
-    opts = reconstruct_data_options(franck_avatar_work)
+    opts = WorkFolder(franck_avatar_work).data_options()
     data = from_dataset(ds, size=opts.get("size"), holdout_every=0, cut_margin=opts["cut_margin"],
                         background=tuple(opts["background"]))
     av = load_scene(franck_avatar_work).avatar

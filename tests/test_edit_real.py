@@ -50,33 +50,39 @@ def test_complete_edit_is_a_noop(franck_avatar_work, green_edit):
     assert (green_edit / "avatar.pt").stat().st_mtime_ns == before
 
 
-def test_resume_after_interruption(franck_avatar_work, monkeypatch):
-    from styletalker.edit import builtin
+def test_resume_between_checkpoints_with_update_every(franck_avatar_work):
+    """Stopped between two checkpoints after views were re-edited (--update-every 2): the resumed
+    edit pairs each edited image with its own b and ends bit for bit where the uninterrupted one does."""
+    import cv2
+    import numpy as np
 
-    kw = dict(iters=10, checkpoint_every=4, progress_bars=False, evaluate=False, seed=5)
-    full = run_edit(franck_avatar_work, "clown make-up", name="clown-full", **kw)
+    kw = dict(iters=16, checkpoint_every=8, update_every=2, progress_bars=False, evaluate=False, seed=1)
+    full = run_edit(franck_avatar_work, "clown make-up", name="ue-full", **kw)
+    hist = torch.load(full / "checkpoint.pt", weights_only=True)["history"]
+    seen = {v for it, v, *_ in hist if it < 8}
+    # the case that used to go wrong: a view of the checkpoint at 8 is trained on at an odd iteration
+    # (its image from before 8), then re-edited (new image and b) before the stop at 13; a resume that
+    # took that newer image from dataset/ with the checkpoint's b trained on the wrong pair
+    assert any(8 <= t < 13 and t % 2 == 0 and v in seen and any(8 <= u < t and u % 2 and w == v for u, w, *_ in hist)
+               for t, v, *_ in hist)
 
-    calls = {"n": 0}
-    orig = builtin.BuiltinEditor.edit
-
-    def flaky(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 7:
-            raise KeyboardInterrupt
-        return orig(self, *a, **k)
-
-    monkeypatch.setattr(builtin.BuiltinEditor, "edit", flaky)
     with pytest.raises(KeyboardInterrupt):
-        run_edit(franck_avatar_work, "clown make-up", name="clown-resumed", **kw)
-    part = franck_avatar_work / "edits" / "clown-resumed"
+        run_edit(franck_avatar_work, "clown make-up", name="ue-resumed", hook=lambda it: it == 13, **kw)
+    part = franck_avatar_work / "edits" / "ue-resumed"
     assert not is_complete(part) and not (part / "avatar.pt").exists()
-    assert torch.load(part / "checkpoint.pt", weights_only=True)["iteration"] == 4
-    monkeypatch.setattr(builtin.BuiltinEditor, "edit", orig)
-    resumed = run_edit(franck_avatar_work, "clown make-up", name="clown-resumed", **kw)
-    a = GaussianAvatar.load(full / "avatar.pt").color_offset
-    b = GaussianAvatar.load(resumed / "avatar.pt").color_offset
-    assert torch.allclose(a, b, atol=1e-6)
+    ck = torch.load(part / "checkpoint.pt", weights_only=True)
+    assert ck["iteration"] == 8 and set(ck["edited"]) == set(ck["strengths"])
+    # dataset/ is the checkpoint's: the images written after it are not on disk
+    strengths = read_json(part / "dataset" / "strengths.json")
+    assert len(strengths) == len(ck["strengths"]) == len(list((part / "dataset").glob("*.png")))
+
+    resumed = run_edit(franck_avatar_work, "clown make-up", name="ue-resumed", **kw)
+    a = GaussianAvatar.load(full / "avatar.pt").state_dict()
+    b = GaussianAvatar.load(resumed / "avatar.pt").state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit for bit
     assert read_json(full / "dataset" / "strengths.json") == read_json(resumed / "dataset" / "strengths.json")
+    for p in sorted((full / "dataset").glob("*.png")):
+        assert np.array_equal(cv2.imread(str(p)), cv2.imread(str(resumed / "dataset" / p.name))), p.name
 
 
 def test_edit_errors(franck_work, tmp_path):

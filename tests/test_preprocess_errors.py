@@ -117,6 +117,13 @@ def test_resume_after_interruption_and_force(carphone_video, tmp_path, monkeypat
     assert partial.is_dir() and not (work / "preprocess").exists()
     assert len(list((partial / "frames").glob("*.png"))) == 5
 
+    # other options are refused (the partial run is kept, the differing option named)
+    from styletalker.errors import OptionsChangedError
+
+    with pytest.raises(OptionsChangedError, match=r"interrupted run .*options\.size: 64 -> 48.*--force"):
+        pl.run_preprocess(carphone_video, work, **{**kw, "size": 48})
+    assert len(list((partial / "frames").glob("*.png"))) == 5
+
     # resume: tracking is reused (not recomputed) and only the 7 missing frames are segmented
     def no_tracking(*a, **k):
         raise AssertionError("tracking should have been resumed from the checkpoint")
@@ -129,7 +136,7 @@ def test_resume_after_interruption_and_force(carphone_video, tmp_path, monkeypat
     assert len(list((out / "frames").glob("*.png"))) == 12
     assert not (out / "track.npz").exists()
 
-    # different options discard the partial checkpoint; --force redoes a complete stage
+    # --force redoes a complete stage with other options
     monkeypatch.undo()
     st = json.loads((out / "stage.json").read_text())
     out2 = pl.run_preprocess(carphone_video, work, force=True, max_frames=10, size=64, progress=False, overlay=False)

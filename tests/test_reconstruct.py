@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from styletalker.avatar import GaussianAvatar
-from styletalker.errors import InputError, MissingStageError
+from styletalker.errors import MissingStageError, OptionsChangedError
 from styletalker.reconstruct import run_reconstruct
 from styletalker.reconstruct.mesh_io import read_obj
 from styletalker.workdir import is_complete, read_json
@@ -63,7 +63,7 @@ def test_complete_is_noop_and_config_mismatch(franck_avatar_work, tmp_path):
     work = _copy_preprocessed(franck_avatar_work, tmp_path / "w")
     with pytest.raises(KeyboardInterrupt):
         run_reconstruct(work, preset="test", progress=False, hook=lambda s, i: s.startswith("mesh") and i == 5)
-    with pytest.raises(InputError, match="other options"):
+    with pytest.raises(OptionsChangedError, match=r"other options .*mesh\.train\.iters: 40 -> 7.*--force"):
         run_reconstruct(work, preset="test", progress=False, mesh_iters=7)
 
 

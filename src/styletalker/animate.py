@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import InputError, MissingStageError
+from .errors import InputError
 from .safeload import MAX_IMAGE_SIDE, check, reading
 from .workdir import is_complete, log, progress
+from .workfolder import RENDERS
 
 POSE_MODES = ("relative", "rotation", "none")
 ORBIT_DEGREES = 90.0  # default orbit sweep: -45..+45 degrees
@@ -109,8 +110,10 @@ def mean_pose(world_to_cam: np.ndarray) -> np.ndarray:
 
 def _find_work_for_avatar(path: Path) -> Path | None:
     """work/reconstruct/avatar.pt or work/edits/<name>/avatar.pt -> work (if it has preprocess/)."""
+    from .workfolder import WorkFolder
+
     for up in (path.parent.parent, path.parent.parent.parent):
-        if (up / "preprocess").is_dir():
+        if WorkFolder(up).preprocess.is_dir():
             return up
     return None
 
@@ -118,9 +121,11 @@ def _find_work_for_avatar(path: Path) -> Path | None:
 def resolve_avatar_path(target, edit: str | None = None) -> tuple[Path, Path | None]:
     """``target`` is a work folder or an avatar .pt file. Returns (avatar_path, work_or_None).
 
-    In a work folder the reconstructed avatar (``reconstruct/avatar.pt``) is used, or the edited
-    one ``edits/<edit>/avatar.pt`` with ``edit``.
+    In a work folder the reconstructed avatar is used, or the edit ``edit``
+    (:meth:`styletalker.workfolder.WorkFolder.avatar`: complete and up to date).
     """
+    from .workfolder import WorkFolder
+
     target = Path(target)
     if not target.exists():
         raise InputError(f"{target}: no such work folder or avatar file")
@@ -128,35 +133,17 @@ def resolve_avatar_path(target, edit: str | None = None) -> tuple[Path, Path | N
         if edit:
             raise InputError("--edit NAME needs a work folder, not an avatar file")
         return target, _find_work_for_avatar(target.resolve())
-    work = target
-    if edit:
-        folder = work / "edits" / edit
-        if not is_complete(folder):
-            have = sorted(p.name for p in (work / "edits").glob("*") if is_complete(p)) if (work / "edits").is_dir() else []
-            hint = f"; finished edits: {', '.join(have)}" if have else ""
-            raise MissingStageError(
-                f"{folder} is missing or incomplete: run `styletalker edit {work} --prompt \"...\" --name {edit}` first{hint}"
-            )
-        return folder / "avatar.pt", work
-    if not is_complete(work / "reconstruct"):
-        raise MissingStageError(f"{work / 'reconstruct'} is missing or incomplete: run `styletalker reconstruct {work}` first.")
-    p = work / "reconstruct" / "avatar.pt"
-    if not p.is_file():
-        raise MissingStageError(f"{p} is missing: run `styletalker reconstruct {work}` first.")
-    return p, work
+    return WorkFolder(target).avatar(edit), target
 
 
 def _background(avatar, work: Path | None) -> tuple[float, float, float]:
-    extra = getattr(avatar, "extra", None) or {}
-    if extra.get("background") is not None:
-        return tuple(float(x) for x in extra["background"])
-    if work is not None:
-        from .edit.data import reconstruct_data_options
+    from .avatar import AvatarExtra
+    from .workfolder import WorkFolder
 
-        bg = reconstruct_data_options(work).get("background")
-        if bg is not None:
-            return tuple(float(x) for x in bg)
-    return (1.0, 1.0, 1.0)
+    bg = AvatarExtra.of(avatar).background
+    if bg is None and work is not None:
+        bg = WorkFolder(work).data_options().get("background")
+    return (1.0, 1.0, 1.0) if bg is None else tuple(float(x) for x in bg)
 
 
 def load_scene(target, edit: str | None = None, device: str = "cpu") -> AvatarScene:
@@ -180,10 +167,13 @@ def load_scene(target, edit: str | None = None, device: str = "cpu") -> AvatarSc
 
 
 def _frame_scene(avatar, path: Path, work: Path | None) -> AvatarScene:
-    extra = getattr(avatar, "extra", None) or {}
+    from .avatar import AvatarExtra
+    from .workfolder import WorkFolder
+
+    c = AvatarExtra.of(avatar).camera
     n_expr = int(avatar.config["n_expr"])
     bg = _background(avatar, work)
-    if work is not None and is_complete(work / "preprocess"):
+    if work is not None and is_complete(WorkFolder(work).preprocess):
         from .preprocess import load_dataset
 
         ds = load_dataset(work)
@@ -194,8 +184,7 @@ def _frame_scene(avatar, path: Path, work: Path | None) -> AvatarScene:
                            torch.from_numpy(mean_pose(ds.world_to_cam.numpy())).float(),
                            ds.expression[nf].clone(), bg, str(path), work,
                            {"expression_names": ds.expression_names})
-    if "camera" in extra:
-        c = extra["camera"]
+    if c is not None:
         check(0 < int(c["width"]) <= MAX_IMAGE_SIDE and 0 < int(c["height"]) <= MAX_IMAGE_SIDE, path,
               "StyleTalker avatar", f"camera size {c['width']}x{c['height']} out of range")
         return AvatarScene(avatar, torch.tensor(c["K"], dtype=torch.float32), int(c["width"]), int(c["height"]),
@@ -395,7 +384,7 @@ def _video_output(scene, output, stem: str, edit: str | None, what: str) -> Path
     """``output`` as a Path (default ``WORK/renders/<stem>[_<edit>].mp4``), checked to be an .mp4."""
     if output is None:
         base = scene.work if scene.work is not None else Path(scene.source).parent
-        output = base / "renders" / f"{stem}{'_' + edit if edit else ''}.mp4"
+        output = base / RENDERS / f"{stem}{'_' + edit if edit else ''}.mp4"
     output = Path(output)
     if output.suffix.lower() != ".mp4":
         raise InputError(f"{output}: {what} must be an .mp4 file")

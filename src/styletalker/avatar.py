@@ -316,6 +316,73 @@ def _check_config(cfg, sd: dict, path) -> None:
           f"config widths {widths} are not in 1..{MAX_WIDTH}")
 
 
+class AvatarExtra:
+    """Typed view of an avatar file's ``extra`` dict (every key: docs/FORMATS.md, ``avatar.pt``).
+
+    Written by reconstruct (:meth:`for_reconstruction`), extended by edits (``edit``,
+    ``background``) and by bare exports (``camera``, ``styletalker.animate.camera_extra``).
+    """
+
+    def __init__(self, extra: dict | None = None):
+        self.raw: dict = dict(extra or {})
+
+    @classmethod
+    def of(cls, avatar) -> "AvatarExtra":
+        """The extra of ``avatar`` (a :class:`GaussianAvatar`, or None: empty)."""
+        return cls(getattr(avatar, "extra", None) if avatar is not None else None)
+
+    @staticmethod
+    def for_reconstruction(data: dict, neutral_index: int, y_cut: float, preset: str) -> dict:
+        """What reconstruct stores: the data options (``data``, and the same keys at the top level
+        as format-1 readers expect), the neutral frame's row, the head cut plane, the preset."""
+        from .reconstruct.data import DATA_KEYS
+
+        d = {k: (list(data[k]) if k == "background" else data[k]) for k in DATA_KEYS}
+        return {"data": d, **d, "neutral_index": int(neutral_index), "y_cut": float(y_cut), "preset": preset}
+
+    @property
+    def data(self) -> dict:
+        """The data options reconstruction used (``size``, ``max_frames``, ``holdout_every``,
+        ``cut_margin``, ``background``); {} when the file does not record them."""
+        from .reconstruct.data import DATA_KEYS
+
+        d = self.raw.get("data")
+        return {k: v for k, v in d.items() if k in DATA_KEYS} if isinstance(d, dict) else {}
+
+    @property
+    def background(self) -> tuple[float, float, float] | None:
+        bg = self.raw.get("background")
+        if bg is None:
+            bg = self.data.get("background")
+        return None if bg is None else tuple(float(x) for x in bg)
+
+    @property
+    def neutral_index(self) -> int | None:
+        v = self.raw.get("neutral_index")
+        return None if v is None else int(v)
+
+    @property
+    def y_cut(self) -> float | None:
+        v = self.raw.get("y_cut")
+        return None if v is None else float(v)
+
+    @property
+    def preset(self) -> str | None:
+        return self.raw.get("preset")
+
+    @property
+    def edit(self) -> dict | None:
+        """Edits only: ``{"prompt", "name", "editor"}``."""
+        e = self.raw.get("edit")
+        return e if isinstance(e, dict) else None
+
+    @property
+    def camera(self) -> dict | None:
+        """Bare exports only: ``{"K", "width", "height", "ref_pose", "neutral_expression"}``."""
+        c = self.raw.get("camera")
+        return c if isinstance(c, dict) else None
+
+
 def _mean_nn_distance(x: torch.Tensor, sample: int = 2048) -> float:
     if x.shape[0] < 2:
         return 0.01

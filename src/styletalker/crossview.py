@@ -115,10 +115,10 @@ def cross_view_scores(work, other, *, edit: str | None = None, align: bool = Tru
     ``sheet``: a PNG with rows [other camera | render | aligned render | 4x |difference|].
     """
     from .animate import load_scene
-    from .edit.data import reconstruct_data_options
     from .preprocess import load_dataset
     from .render import Camera
     from .workdir import progress, write_image
+    from .workfolder import WorkFolder
 
     work, other = Path(work), Path(other)
     scene = load_scene(work, edit)
@@ -127,7 +127,7 @@ def cross_view_scores(work, other, *, edit: str | None = None, align: bool = Tru
     if other.resolve() == work.resolve():
         raise InputError("--views: the other camera's work folder is the training folder itself")
     ds = load_dataset(work)
-    opts = reconstruct_data_options(work, scene.avatar)
+    opts = WorkFolder(work).data_options(scene.avatar)
     size = int(opts.get("size") or ds.width)
     ods, od = other_view_data(other, size, opts)
     ia, ib = match_frames(ds.frame_index.numpy(), ods.frame_index.numpy())

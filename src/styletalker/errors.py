@@ -40,3 +40,15 @@ class SettingsError(StyleTalkerError):
 
 class DiskFullError(StyleTalkerError):
     """A write failed for lack of space (a full disk, a quota, or a file-size limit)."""
+
+
+class StaleStageError(StyleTalkerError):
+    """A complete stage was built from inputs that changed since (rebuild it with --force)."""
+
+
+class OptionsChangedError(StyleTalkerError):
+    """A stage folder holds a run with other options or inputs than the ones asked for (--force)."""
+
+
+class WorkFolderBusyError(StyleTalkerError):
+    """Another styletalker process is writing the same work folder."""

@@ -56,12 +56,12 @@ def load_or_reason(loader, *args, **kw):
 def heldout_lpips(work, lpips, device: str = "cpu") -> dict:
     """LPIPS of the reconstruction's held-out renders vs. frames: ``{"lpips": mean, "per_frame": [...]}``."""
     from .avatar import GaussianAvatar
-    from .edit.data import load_recon_data
-    from .edit.loop import resolve_reconstructed_avatar
     from .reconstruct.evaluate import evaluate_avatar
+    from .workfolder import WorkFolder
 
-    avatar = GaussianAvatar.load(resolve_reconstructed_avatar(work)).to(device)
-    data = load_recon_data(work, avatar)
+    wf = WorkFolder(work)
+    avatar = GaussianAvatar.load(wf.avatar()).to(device)
+    data = wf.training_views(avatar)
     _, renders = evaluate_avatar(avatar, data)
     per = [{"frame": int(i), "lpips": lpips.distance(img, data.target[i])} for i, img in renders.items()]
     if not per:

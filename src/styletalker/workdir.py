@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .errors import DiskFullError, MissingStageError, StyleTalkerError
+from .errors import DiskFullError, StyleTalkerError
 
 STAGE_FILE = "stage.json"
 
@@ -170,10 +170,6 @@ def read_json(path: str | os.PathLike) -> Any:
     return load_json(path)
 
 
-def stage_dir(work: str | os.PathLike, stage: str) -> Path:
-    return Path(work) / stage
-
-
 def is_complete(folder: str | os.PathLike) -> bool:
     p = Path(folder) / STAGE_FILE
     if not p.is_file():
@@ -195,16 +191,6 @@ def clear_complete(folder: str | os.PathLike) -> None:
     p = Path(folder) / STAGE_FILE
     if p.exists():
         p.unlink()
-
-
-def require_stage(work: str | os.PathLike, stage: str, hint: str) -> Path:
-    """Return ``work/stage`` or raise a clear error naming the command to run first."""
-    folder = stage_dir(work, stage)
-    if not is_complete(folder):
-        raise MissingStageError(
-            f"{folder} is missing or incomplete: run `{hint}` first."
-        )
-    return folder
 
 
 def replace_dir(src: Path, dst: Path) -> None:

@@ -151,7 +151,9 @@ def _running(runs: list[RowRun]) -> str:
 
 
 def _metrics(r: RowRun) -> dict:
-    p = r.work / "reconstruct" / "metrics.json"
+    from ..workfolder import WorkFolder
+
+    p = WorkFolder(r.work).reconstruct / "metrics.json"
     if not r.done("reconstruct") or not p.is_file():
         return {}
     m = read_json(p)

@@ -82,11 +82,16 @@ class Stage:
     needs: str | None = None
 
     def output(self, work: Path) -> Path:
-        if self.kind in ("preprocess", "reconstruct"):
-            return work / self.kind
+        from ..workfolder import RENDERS, WorkFolder
+
+        wf = WorkFolder(work)
+        if self.kind == "preprocess":
+            return wf.preprocess
+        if self.kind == "reconstruct":
+            return wf.reconstruct
         if self.kind == "edit":
-            return work / "edits" / self.edit
-        return work / "renders" / f"{self.kind}{'_' + self.edit if self.edit else ''}.mp4"
+            return wf.edit(self.edit)
+        return wf.root / RENDERS / f"{self.kind}{'_' + self.edit if self.edit else ''}.mp4"
 
     def is_done(self, work: Path) -> bool:
         from ..workdir import is_complete

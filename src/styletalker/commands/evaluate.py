@@ -63,9 +63,10 @@ def _add_metric_arguments(p):
 
 
 def _finished_edits(work) -> list:
-    from ..workdir import is_complete
+    from ..workfolder import WorkFolder
 
-    return [f for f in sorted((work / "edits").glob("*")) if is_complete(f)]
+    wf = WorkFolder(work)
+    return [wf.edit(name) for name in wf.finished_edits()]
 
 
 def _metric_models(args, work) -> dict:
@@ -86,13 +87,14 @@ def _reconstruct_lpips(work, models, write: bool):
     """LPIPS of the held-out frames (or why not); stored in reconstruct/metrics.json when ``write``."""
     from ..evaluation import heldout_lpips, unavailable
     from ..workdir import atomic_write_json, read_json
+    from ..workfolder import WorkFolder
 
     if models["lpips"] is None:
         r = {"lpips": unavailable(models["lpips_reason"]), "per_frame": []}
     else:
         r = heldout_lpips(work, models["lpips"], models["device"])
     if write:
-        path = work / "reconstruct" / "metrics.json"
+        path = WorkFolder(work).reconstruct / "metrics.json"
         m = read_json(path)
         m["lpips"] = r["lpips"]
         for f in m.get("per_frame", []):
@@ -121,23 +123,33 @@ def _edit_metrics(work, models, args) -> dict:
 
 
 def run(args):
-    import json
+    from contextlib import nullcontext
     from pathlib import Path
 
     from ..errors import InputError
-    from ..reconstruct.evaluate import recompute_metrics
-    from ..workdir import read_json
+    from ..workfolder import WorkFolder
 
     work = Path(args.work)
     if not work.is_dir():
         raise InputError(f"{work}: work folder not found")
+    with nullcontext() if args.no_write else WorkFolder(work).lock("evaluate"):  # it writes metrics.json
+        return _evaluate(work, args)
+
+
+def _evaluate(work, args):
+    import json
+
+    from ..reconstruct.evaluate import recompute_metrics
+    from ..workdir import read_json
+    from ..workfolder import WorkFolder
+
     report = {}
     rec = recompute_metrics(work, write=not args.no_write)
     report["reconstruct"] = rec
     models = _metric_models(args, work)
     rec["lpips"] = _reconstruct_lpips(work, models, write=not args.no_write)
     edits = {}
-    for p in sorted((work / "edits").glob("*/metrics.json")):
+    for p in sorted(WorkFolder(work).edits.glob("*/metrics.json")):
         try:
             edits[p.parent.name] = read_json(p)
         except (OSError, ValueError) as e:
@@ -178,7 +190,9 @@ def _views(work, others, write: bool, quiet: bool) -> dict:
     from ..crossview import cross_view_scores
     from ..workdir import atomic_write_json, read_json
 
-    rec = Path(work) / "reconstruct"
+    from ..workfolder import WorkFolder
+
+    rec = WorkFolder(work).reconstruct
     out = {}
     for other in others:
         name = Path(other).resolve().name

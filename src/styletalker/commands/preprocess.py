@@ -36,11 +36,9 @@ def add_arguments(p):
 def run(args):
     from ..preprocess import run_preprocess, summary_line
     from ..workdir import is_complete
+    from ..workfolder import WorkFolder
 
-    from pathlib import Path
-
-    work = Path(args.work)
-    was_complete = is_complete(work / "preprocess")
+    was_complete = is_complete(WorkFolder(args.work).preprocess)
     out = run_preprocess(
         args.video,
         args.work,

@@ -10,18 +10,17 @@ reconstruction split; edits train on ``train_idx`` and are measured on the held-
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..preprocess.dataset import Views
 from .regions import FaceInfo
 
 
 @dataclass
-class EditData:
+class EditData(Views):
     target: torch.Tensor  # (N,H,W,3) original training images over the background
     head: torch.Tensor  # (N,H,W,1) head/person mask
     valid: torch.Tensor  # (N,H,W,1) pixels that take part in losses/metrics
@@ -39,11 +38,6 @@ class EditData:
 
     def __len__(self) -> int:
         return int(self.K.shape[0])
-
-    def camera(self, i: int):
-        from ..render import Camera
-
-        return Camera(self.K[i].clone(), self.world_to_cam[i].clone(), self.width, self.height)
 
     def face(self, i: int) -> FaceInfo:
         return FaceInfo(self.landmarks2d[i].numpy(), self.head[i, ..., 0].numpy())
@@ -65,49 +59,12 @@ def project_landmarks(K: torch.Tensor, world_to_cam: torch.Tensor, pts: torch.Te
     return torch.stack([uv[..., 0] * fx + cx, uv[..., 1] * fy + cy], -1)
 
 
-DATA_KEYS = ("size", "holdout_every", "cut_margin", "background", "max_frames")
-
-
-def reconstruct_data_options(work, avatar=None) -> dict:
-    """The data options reconstruction used: ``avatar.extra["data"]`` (written by reconstruct), else
-    ``reconstruct/config.json`` (``config.data``); empty when neither records them."""
-    from ..workdir import read_json
-
-    extra = getattr(avatar, "extra", None) or {}
-    if isinstance(extra.get("data"), dict):
-        return {k: v for k, v in extra["data"].items() if k in DATA_KEYS}
-    p = Path(work) / "reconstruct" / "config.json"
-    if p.is_file():
-        try:
-            cfg = read_json(p)
-            data = (cfg.get("config") or {}).get("data") or {}
-            return {k: v for k, v in data.items() if k in DATA_KEYS}
-        except (OSError, ValueError, AttributeError):
-            pass
-    return {}
-
-
-def load_recon_data(work, avatar=None, **overrides):
-    """The reconstruction's :class:`~styletalker.reconstruct.data.ReconData` of ``work``: frames,
-    targets, split and background built with the options reconstruction used
-    (:func:`reconstruct_data_options`: size, holdout_every, cut_margin, background, max_frames);
-    ``overrides`` win."""
-    from ..preprocess import load_dataset
-    from ..reconstruct.data import from_dataset
-
-    ds = load_dataset(work)
-    opts = reconstruct_data_options(work, avatar)
-    opts.update({k: v for k, v in overrides.items() if v is not None})
-    accepted = set(inspect.signature(from_dataset).parameters)
-    kw = {k: v for k, v in opts.items() if k in accepted}
-    if "background" in kw and kw["background"] is not None:
-        kw["background"] = tuple(float(x) for x in kw["background"])
-    return from_dataset(ds, **kw)
-
-
 def load_edit_data(work, avatar=None, **overrides) -> EditData:
-    """Build :class:`EditData` for ``work`` from :func:`load_recon_data` (same options and overrides)."""
-    rd = load_recon_data(work, avatar, **overrides)
+    """Build :class:`EditData` from the work folder's training views
+    (:meth:`~styletalker.workfolder.WorkFolder.training_views`, same options and overrides)."""
+    from ..workfolder import WorkFolder
+
+    rd = WorkFolder(work).training_views(avatar, **overrides)
     keep = rd.extra.get("source_frames") if isinstance(getattr(rd, "extra", None), dict) else None
     if keep is None:
         keep = torch.arange(len(rd))

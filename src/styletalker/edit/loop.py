@@ -21,8 +21,6 @@ centre to the nearest 3D landmark (``GaussianAvatar.landmark_distance()``), comp
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import shutil
 import time
@@ -32,10 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InputError, MissingStageError
-from ..safeload import load_torch, read_image
-from ..workdir import (atomic_write_json, is_complete, log, mark_complete, progress, read_json, save_torch, to_uint8,
-                       write_image)
+from ..errors import InputError
+from ..safeload import load_torch
+from ..workdir import atomic_write_json, log, progress, save_torch, to_uint8, write_image
 from .weighting import (DEFAULT_ALPHA, DEFAULT_B_MEAN, DEFAULT_B_STD, DEFAULT_BOUNDARY, edit_loss,
                         landmark_weight, render_with_weight, sample_b)
 
@@ -128,10 +125,6 @@ def trainable_parameters(avatar, train: str = "color", lr: float = 0.02, lr_mlp:
     return groups
 
 
-def _read_png(path: Path) -> np.ndarray:
-    return read_image(path, "edited training image").astype(np.float32) / 255.0
-
-
 @dataclass
 class EditState:
     """Everything needed to resume: iteration, RNG states, edited images and their b."""
@@ -143,14 +136,15 @@ class EditState:
     n_edits: int = 0
 
 
-def edit_avatar(avatar, data, editor, opts: EditOptions, out_dir: Path | None = None, *,
+def edit_avatar(avatar, data, editor, opts: EditOptions, *,
                 show_progress: bool = True, state: EditState | None = None, optimizer_state=None,
-                rng_state=None, on_checkpoint=None):
+                rng_state=None, on_checkpoint=None, hook=None):
     """Run the edit loop in place on ``avatar`` over :class:`EditData` ``data``.
 
-    With ``out_dir``, edited images go to ``out_dir/dataset`` and ``on_checkpoint(avatar, opt,
-    rng, state)`` is called every ``opts.checkpoint_every`` iterations. Returns the final
-    :class:`EditState`.
+    ``on_checkpoint(avatar, opt, rng, state)`` is called every ``opts.checkpoint_every``
+    iterations and at the end (the edited images and their b are in ``state``);
+    ``hook(iteration) -> True`` raises KeyboardInterrupt before that iteration (tests).
+    Returns the final :class:`EditState`.
     """
     opts.validate()
     editor.check_prompt(opts.prompt)
@@ -171,12 +165,13 @@ def edit_avatar(avatar, data, editor, opts: EditOptions, out_dir: Path | None = 
         raise InputError("the dataset has no training views to edit")
     every = opts.resolved_update_every()
     geo_cache: dict = {}
-    ds_dir = out_dir / "dataset" if out_dir is not None else None
     bar = progress(total=opts.iters, initial=state.iteration, desc=f"edit '{opts.prompt}'", unit="it",
                    **({} if show_progress else {"disable": True}))
     try:
         while state.iteration < opts.iters:
             it = state.iteration
+            if hook is not None and hook(it):
+                raise KeyboardInterrupt
             i = train[int(rng.integers(len(train)))]
             if i not in state.edited or it % every == 0:
                 b = sample_b(rng, opts.b_mean, opts.b_std, opts.b_fixed)
@@ -189,8 +184,6 @@ def edit_avatar(avatar, data, editor, opts: EditOptions, out_dir: Path | None = 
                 ed = to_uint8(ed).astype(np.float32) / 255.0  # what is stored is what is trained on
                 state.edited[i], state.strengths[i] = ed, float(b)
                 state.n_edits += 1
-                if ds_dir is not None:
-                    write_image(ds_dir / f"{data.frame_id(i):06d}.png", ed)
             ed_t = torch.from_numpy(state.edited[i]).to(dev)
             b = state.strengths[i]
             g = _gaussians(avatar, data.expression[i], i, opts.train, geo_cache)
@@ -248,34 +241,17 @@ def _gaussians(avatar, expr, view: int, train: str, cache: dict):
 # work-folder stage: work/edits/<name>/
 
 
-def _file_id(p: Path) -> dict:
-    st = p.stat()
-    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def resolve_reconstructed_avatar(work: Path) -> Path:
-    from ..workdir import require_stage
-
-    rec = require_stage(work, "reconstruct", f"styletalker reconstruct {work}")
-    p = rec / "avatar.pt"
-    if not p.is_file():
-        raise MissingStageError(f"{p} is missing: run `styletalker reconstruct {work}` first.")
-    return p
-
-
 def run_edit(work, prompt: str, *, name: str | None = None, force: bool = False, progress_bars: bool = True,
-             evaluate: bool = True, detector=None, device: str = "auto", **options) -> Path:
+             evaluate: bool = True, detector=None, device: str = "auto", hook=None, **options) -> Path:
     """Edit the reconstructed avatar of ``work``; write ``work/edits/<name>/``; return that folder.
 
-    A complete edit is a no-op unless ``force``; an interrupted one resumes from
-    ``checkpoint.pt`` when the options are unchanged (otherwise it restarts). ``device``
-    (``auto``/``cpu``/``cuda``, :func:`styletalker.device.resolve_device`) holds the avatars and
-    the 2D editor; it is not part of the options, so an edit may resume on another device.
+    Resume rule and lock: :class:`~styletalker.workfolder.WorkFolder` (a complete edit with the
+    same options is a no-op, an interrupted one resumes from ``checkpoint.pt``, other options are
+    refused unless ``force``). ``device`` (``auto``/``cpu``/``cuda``) holds the avatars and the 2D
+    editor; it is not part of the options, so an edit may resume on another device.
+    ``hook(iteration) -> True`` stops the loop there like Ctrl-C (tests).
     """
-    from ..avatar import GaussianAvatar
-    from ..device import resolve_device
-    from .data import load_edit_data
-    from .editors import get_editor
+    from ..workfolder import RECONSTRUCT, WorkFolder
 
     work = Path(work)
     if not work.is_dir():
@@ -285,39 +261,39 @@ def run_edit(work, prompt: str, *, name: str | None = None, force: bool = False,
     name = name or slugify(prompt)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise InputError(f"--name {name!r}: use letters, digits, '-', '_' and '.' only")
-    out = work / "edits" / name
-    if is_complete(out) and not force:
-        log(f"{out} is already complete; nothing to do (use --force to redo it)")
-        return out
     if opts.editor == "builtin":
         from .builtin import parse_prompt
 
         parse_prompt(prompt)  # fail fast on prompts outside the vocabulary
-    src_path = resolve_reconstructed_avatar(work)
+    wf = WorkFolder(work)
+    with wf.lock("edit " + name):
+        wf.require(RECONSTRUCT)  # before the edit's folder is made
+        out = wf.edit(name)
+        record = wf.begin(out, {"format_version": 2, "prompt": prompt, "name": name, "options": asdict(opts),
+                                "update_every": opts.resolved_update_every()}, (RECONSTRUCT,), force=force)
+        if record is None:
+            log(f"{out} is already complete; nothing to do (use --force to redo it)")
+            return out
+        _edit(wf, out, record, opts, progress_bars, evaluate, detector, device, hook)
+    return out
+
+
+def _edit(wf, out: Path, record: dict, opts: EditOptions, progress_bars: bool, evaluate: bool, detector,
+          device: str, hook) -> None:
+    from ..avatar import AvatarExtra, GaussianAvatar
+    from ..device import resolve_device
+    from .data import load_edit_data
+    from .editors import get_editor
+
+    prompt, name = opts.prompt, record["name"]
+    src_path = wf.avatar()
     device = resolve_device(device)
     editor = get_editor(opts.editor, model_path=opts.editor_model, device=device, **opts.editor_kwargs())
     editor.check_prompt(prompt)
-
-    config = {"format_version": 1, "prompt": prompt, "name": name, "options": asdict(opts),
-              "update_every": opts.resolved_update_every(), "editor": editor.describe(),
-              "source_avatar": _file_id(src_path)}
-    config_key = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
-    config["key"] = config_key
-    if out.exists():
-        old = None
-        try:
-            old = read_json(out / "config.json").get("key")
-        except (OSError, ValueError, AttributeError):
-            pass
-        if force or old != config_key:
-            if old is not None and old != config_key and not force:
-                log(f"{out}: options changed since the interrupted run; starting over")
-            shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", config)
+    atomic_write_json(out / "config.json", {**record, "editor": editor.describe()})  # which backend ran
 
     avatar0 = GaussianAvatar.load(src_path).to(device)
-    data = load_edit_data(work, avatar0)
+    data = load_edit_data(wf.root, avatar0)
     avatar = GaussianAvatar.load(src_path).to(device)
     state, opt_state, rng_state = EditState(), None, None
     ck = out / "checkpoint.pt"
@@ -327,35 +303,42 @@ def run_edit(work, prompt: str, *, name: str | None = None, force: bool = False,
             if "color_offset" in blob["model"]:
                 avatar.enable_color_offset()
             avatar.load_state_dict(blob["model"])
-            state = EditState(iteration=int(blob["iteration"]), strengths={int(k): float(v) for k, v in blob["strengths"].items()},
+            state = EditState(iteration=int(blob["iteration"]),
+                              strengths={int(k): float(v) for k, v in blob["strengths"].items()},
+                              edited={int(k): v.numpy().astype(np.float32) / 255.0 for k, v in blob["edited"].items()},
                               history=list(blob["history"]), n_edits=int(blob["n_edits"]))
-            for i in state.strengths:
-                state.edited[i] = _read_png(out / "dataset" / f"{data.frame_id(i):06d}.png")
+            if set(state.edited) != set(state.strengths):
+                raise ValueError("edited images and strengths do not match")
             opt_state, rng_state = blob["optimizer"], blob["rng"]
             torch.set_rng_state(blob["torch_rng"])
             log(f"resuming {out} at iteration {state.iteration}/{opts.iters}")
+            _export_dataset(out, data, state, state.edited)  # dataset/ as of this checkpoint
         except Exception as e:  # unreadable/partial checkpoint: start over
             log(f"{ck}: cannot resume ({type(e).__name__}: {e}); starting over")
             avatar = GaussianAvatar.load(src_path).to(device)
             state, opt_state, rng_state = EditState(), None, None
             shutil.rmtree(out / "dataset", ignore_errors=True)
 
+    saved = dict(state.edited)  # view -> the edited image last exported to dataset/
+
     def save_checkpoint(av, opt, rng, st: EditState):
-        atomic_write_json(out / "dataset" / "strengths.json",
-                          {str(data.frame_id(i)): b for i, b in sorted(st.strengths.items())})
+        # edited images and their b in one file: a resumed run pairs them as this run did
         blob = {"iteration": st.iteration, "model": av.state_dict(), "optimizer": opt.state_dict(),
                 "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                 "strengths": {int(k): float(v) for k, v in st.strengths.items()},
+                "edited": {int(k): torch.from_numpy(to_uint8(v)) for k, v in st.edited.items()},
                 "history": st.history, "n_edits": st.n_edits}
         save_torch(ck, blob)
+        _export_dataset(out, data, st, {i: e for i, e in st.edited.items() if saved.get(i) is not e})
+        saved.update(st.edited)
 
     t0 = time.time()
     if state.iteration < opts.iters:
-        state = edit_avatar(avatar, data, editor, opts, out, show_progress=progress_bars, state=state,
-                            optimizer_state=opt_state, rng_state=rng_state, on_checkpoint=save_checkpoint)
+        state = edit_avatar(avatar, data, editor, opts, show_progress=progress_bars, state=state,
+                            optimizer_state=opt_state, rng_state=rng_state, on_checkpoint=save_checkpoint, hook=hook)
     train_s = time.time() - t0
 
-    extra = dict(getattr(avatar0, "extra", {}) or {})
+    extra = dict(AvatarExtra.of(avatar0).raw)
     extra.update(edit={"prompt": prompt, "name": name, "editor": opts.editor}, background=list(data.background))
     avatar.save(out / "avatar.pt", **extra)
     write_previews(avatar0, avatar, data, out, state)
@@ -370,12 +353,20 @@ def run_edit(work, prompt: str, *, name: str | None = None, force: bool = False,
         metrics["heldout_per_view"] = ev["per_view"]
         metrics["heldout_views"] = [int(v) for v in data.test_idx.tolist()]
     atomic_write_json(out / "metrics.json", metrics)
-    mark_complete(out, prompt=prompt, iters=opts.iters, seconds=round(time.time() - t0, 2))
+    wf.complete(out, record, prompt=prompt, iters=opts.iters, seconds=round(time.time() - t0, 2))
     if progress_bars and evaluate:
         s = metrics["heldout"]
         log(f"edit '{prompt}' -> {out}/avatar.pt  (held-out change inside face {s['inside_face']:.3f}, "
             f"outside {s['outside_face']:.3f}, landmark shift {s['landmark_px']:.2f}px)")
-    return out
+
+
+def _export_dataset(out: Path, data, state: EditState, images: dict) -> None:
+    """``dataset/%06d.png`` for ``images`` (view -> edited image) and ``dataset/strengths.json``
+    for every edited view: a readable copy of the checkpoint's edited images and their b."""
+    for i, img in images.items():
+        write_image(out / "dataset" / f"{data.frame_id(i):06d}.png", img)
+    atomic_write_json(out / "dataset" / "strengths.json",
+                      {str(data.frame_id(i)): b for i, b in sorted(state.strengths.items())})
 
 
 def _b_stats(bs: list[float], boundary: float) -> dict:

@@ -9,7 +9,17 @@ import numpy as np
 import torch
 
 from ..safeload import MAX_IMAGE_SIDE, check, load_json_dict, load_npz, reading
-from ..workdir import require_stage
+
+
+class Views:
+    """Per-view ``K`` (N,3,3), ``world_to_cam`` (N,4,4), ``width``, ``height``: the one camera
+    builder of every set of training views (:class:`Dataset`, ``ReconData``, ``EditData``)."""
+
+    def camera(self, i: int):
+        from ..render import Camera
+
+        i = int(i)
+        return Camera(self.K[i].clone(), self.world_to_cam[i].clone(), self.width, self.height)
 
 
 @dataclass
@@ -22,7 +32,7 @@ class CanonicalMeshT:
 
 
 @dataclass
-class Dataset:
+class Dataset(Views):
     """A preprocessed clip. Per-frame tensors have N = number of kept frames.
 
     ``images`` (N,H,W,3) float32 in [0,1] and ``masks`` (N,H,W,1) float32 in {0,1} are loaded
@@ -75,13 +85,7 @@ class Dataset:
             self._masks = torch.stack([self.mask(i) for i in range(len(self))])
         return self._masks
 
-    # --- cameras / mesh
-    def camera(self, i: int):
-        from ..render import Camera
-
-        i = int(i)
-        return Camera(self.K[i].clone(), self.world_to_cam[i].clone(), self.width, self.height)
-
+    # --- mesh
     @property
     def vertices(self) -> torch.Tensor:
         return self.canonical_mesh.vertices
@@ -127,7 +131,9 @@ def _check_preprocess(root: Path, man: dict, tr: dict, mesh: dict) -> None:
 def load_dataset(work) -> Dataset:
     """Load ``work/preprocess/``; raises MissingStageError if preprocessing is missing/incomplete,
     InputError (naming the file) if one of its files is damaged."""
-    root = require_stage(work, "preprocess", f"styletalker preprocess VIDEO {work}")
+    from ..workfolder import WorkFolder
+
+    root = WorkFolder(work).require("preprocess")
     man = load_json_dict(root / "manifest.json", "preprocess manifest")
     tr = load_npz(root / "tracking.npz", "tracking file")
     mesh = load_npz(root / "canonical_mesh.npz", "canonical mesh")

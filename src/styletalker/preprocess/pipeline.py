@@ -3,12 +3,12 @@
 Everything is written into ``work/preprocess.partial/`` and renamed to ``work/preprocess/`` only
 after ``stage.json`` is written, so an interrupted or failed run never leaves a folder that looks
 complete. Re-running with the same options resumes from the partial folder (tracking results and
-already written frames/masks are reused); other options start it afresh.
+already written frames/masks are reused); other options are refused unless ``--force``
+(the resume rule of :class:`styletalker.workfolder.WorkFolder`).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -17,8 +17,9 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
-from ..workdir import (atomic_write_json, is_complete, log, mark_complete, progress as progress_bar,
-                       read_json, replace_dir, save_npz, write_image)
+from ..workdir import (atomic_write_json, is_complete, log, progress as progress_bar, read_json, replace_dir,
+                       save_npz, write_image)
+from ..workfolder import WorkFolder
 from . import geometry as geo
 from . import mp_models
 from .overlay import draw_overlay
@@ -72,31 +73,30 @@ def run_preprocess(
     t_start = time.time()
     video = Path(video)
     work = Path(work)
-    final = work / STAGE
-    partial = work / (STAGE + ".partial")
     o = TrackOptions(start=float(start), duration=duration, fps=fps, max_frames=max_frames, size=int(size),
                      min_frames=int(min_frames), max_lost=float(max_lost), smooth=float(smooth), fov=float(fov))
     if work.exists() and not work.is_dir():
         raise InputError(f"{work}: exists and is not a folder; give a work folder path")
-    if is_complete(final) and not force:
+    if not video.is_file():
+        raise InputError(f"{video}: no such file" if not video.exists() else f"{video}: expected a video file")
+    wf = WorkFolder(work)
+    with wf.lock("preprocess"):
+        return _preprocess(video, wf, o, force, progress, fps, overlay, t_start)
+
+
+def _preprocess(video: Path, wf: WorkFolder, o: TrackOptions, force: bool, progress: bool, fps, overlay: bool,
+                t_start: float) -> Path:
+    final = wf.preprocess
+    partial = wf.staging(final)
+    opts = {"format_version": FORMAT_VERSION, "source": _source_id(video), "options": o.to_json()}
+    # one resume rule (WorkFolder.begin): the same record resumes / is a no-op, another one is refused
+    if is_complete(final) and not force and wf.begin(final, opts) is None:
         if progress:
             log(f"{final} is already complete; nothing to do (use --force to redo it)")
         return final
-    if not video.is_file():
-        raise InputError(f"{video}: no such file" if not video.exists() else f"{video}: expected a video file")
-    opts = {"format_version": FORMAT_VERSION, "source": _source_id(video), "options": o.to_json()}
-
-    # ---- resume or restart the staging folder
-    if partial.exists():
-        same = False
-        try:
-            same = read_json(partial / "options.json") == json.loads(json.dumps(opts))
-        except (OSError, ValueError):
-            pass
-        if force or not same:
-            shutil.rmtree(partial)
-        elif progress:
-            log(f"resuming from {partial}")
+    record = wf.begin(partial, opts, force=force)
+    if progress and (partial / "track.npz").is_file():
+        log(f"resuming from {partial}")
 
     # ---- pass 1: tracking (checkpointed as track.npz + track.json)
     t0 = time.time()
@@ -108,12 +108,14 @@ def run_preprocess(
         tr.update(expression_names=meta["expression_names"], stats=meta["stats"], box=tuple(meta["box"]))
         raw_info = meta["raw"]
     else:
-        raw = detect_faces(video, o, show_progress=progress)  # raises InputError before anything is written
+        try:
+            raw = detect_faces(video, o, show_progress=progress)  # InputError for unusable videos
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)  # only the record so far: leave nothing behind
+            raise
         tr = solve_geometry(raw, o)
         raw_info = {k: raw[k] for k in ("width", "height", "rotation", "source_fps", "decoded", "dropped",
                                         "multi_face_frames")}
-        partial.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(partial / "options.json", opts)
         save_npz(track_npz, **{k: tr[k] for k in TRACK_KEYS})
         atomic_write_json(track_json, {"expression_names": tr["expression_names"], "stats": tr["stats"],
                                        "box": list(tr["box"]), "raw": raw_info})
@@ -202,11 +204,11 @@ def run_preprocess(
         },
     }
     atomic_write_json(partial / "manifest.json", manifest)
-    for f in ("track.npz", "track.json", "options.json"):
+    for f in ("track.npz", "track.json"):
         (partial / f).unlink(missing_ok=True)
     total = time.time() - t_start
-    mark_complete(
-        partial,
+    WorkFolder.complete(
+        partial, record,
         stage=STAGE,
         frames=n,
         decoded_frames=raw_info["decoded"],
@@ -217,7 +219,6 @@ def run_preprocess(
                  "total": round(total, 2)},
         frames_per_second=round(raw_info["decoded"] / max(total, 1e-6), 2),
     )
-    work.mkdir(parents=True, exist_ok=True)
     replace_dir(partial, final)
     return final
 

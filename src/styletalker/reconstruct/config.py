@@ -217,14 +217,3 @@ def comparable(d: dict) -> dict:
     d = dict(d)
     d.pop("device", None)
     return d
-
-
-def diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += diff(va, vb, f"{prefix}{k}.")
-        elif (list(va) if isinstance(va, tuple) else va) != (list(vb) if isinstance(vb, tuple) else vb):
-            out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
-    return out

@@ -24,13 +24,14 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..preprocess.dataset import Views
 
 CHIN = 152
 FOREHEAD = 10
 
 
 @dataclass
-class ReconData:
+class ReconData(Views):
     images: torch.Tensor  # (N,H,W,3)
     masks: torch.Tensor  # (N,H,W,1) person mask
     valid: torch.Tensor  # (N,H,W,1)
@@ -55,11 +56,6 @@ class ReconData:
     @property
     def neutral_landmarks(self) -> torch.Tensor:
         return self.landmarks3d[self.neutral_index]
-
-    def camera(self, i: int):
-        from ..render import Camera
-
-        return Camera(self.K[i], self.world_to_cam[i], self.width, self.height)
 
     def composite(self, rgb: torch.Tensor, i: int) -> torch.Tensor:
         """Set pixels outside the valid region of frame i to the background (for metrics)."""
@@ -132,6 +128,19 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     # (N,H,W,C) -> (N,h,w,C), area filter
     y = F.interpolate(x.permute(0, 3, 1, 2), size=size, mode="area")
     return y.permute(0, 2, 3, 1).contiguous()
+
+
+DATA_KEYS = ("size", "holdout_every", "cut_margin", "background", "max_frames")  # what from_dataset takes
+
+
+def from_options(ds, options: dict) -> ReconData:
+    """:func:`from_dataset` with the data options a reconstruction recorded (``DataOptions`` as a
+    dict, ``avatar.extra["data"]``); keys other than :data:`DATA_KEYS` are ignored, missing ones
+    take from_dataset's defaults."""
+    kw = {k: options[k] for k in DATA_KEYS if options.get(k) is not None}
+    if "background" in kw:
+        kw["background"] = tuple(float(x) for x in kw["background"])
+    return from_dataset(ds, **kw)
 
 
 def from_dataset(ds, *, size: int | None = None, holdout_every: int = 10, cut_margin: float = 0.05,

@@ -103,24 +103,13 @@ def recompute_metrics(work, write: bool = True) -> dict:
     """Re-evaluate ``work/reconstruct/avatar.pt`` on the held-out frames (same data options as the
     reconstruction); merges the numbers into ``reconstruct/metrics.json`` when ``write``."""
     from ..avatar import GaussianAvatar
-    from ..errors import InputError
-    from ..preprocess import load_dataset
-    from ..safeload import damaged, reading
-    from ..workdir import atomic_write_json, read_json, require_stage
-    from .data import from_dataset
+    from ..workdir import atomic_write_json, read_json
+    from ..workfolder import WorkFolder
 
-    work = Path(work)
-    rec = require_stage(work, "reconstruct", f"styletalker reconstruct {work}")
-    av = GaussianAvatar.load(rec / "avatar.pt")
-    ds = load_dataset(work)
-    cfg_path = rec / "config.json"
-    with reading(cfg_path, "reconstruction config", f"run `styletalker reconstruct {work} --force`"):
-        cfg = read_json(cfg_path)["config"]["data"]
-        try:
-            data = from_dataset(ds, size=cfg["size"], holdout_every=cfg["holdout_every"], cut_margin=cfg["cut_margin"],
-                                background=tuple(cfg["background"]), max_frames=cfg["max_frames"])
-        except InputError as e:  # options out of range: they came from this file
-            raise damaged(cfg_path, "reconstruction config", str(e)) from None
+    wf = WorkFolder(work)
+    rec = wf.require("reconstruct")
+    av = GaussianAvatar.load(wf.avatar())
+    data = wf.training_views(av)
     m, _ = evaluate_avatar(av, data)
     old = read_json(rec / "metrics.json") if (rec / "metrics.json").is_file() else {}
     new = dict(old)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -18,22 +19,20 @@ import torch
 
 from ..errors import InputError, MissingStageError
 from ..workdir import atomic_write_json, is_complete, log, mark_complete, read_json
+from ..workfolder import PREPROCESS, WorkFolder
 from . import config as C
 from .checkpoint import load_state, resume_from, save_state, train_loop
-from .data import ReconData, from_dataset
+from .data import ReconData, from_options
 from .density import DensityControl
 from .dmtet import DMTetHead
 from .evaluate import evaluate_avatar, evaluate_mesh, save_orbit, save_side_by_side
-from ..avatar import GaussianAvatar
+from ..avatar import AvatarExtra, GaussianAvatar
 from .gauss_stage import (SampleSource, gauss_losses, init_from_mesh, init_from_sphere)
 from .gauss_stage import make_optimizer as gauss_optimizer
 from .mesh_io import write_obj
 from .mesh_stage import mesh_eval, mesh_losses
 from .mesh_stage import make_optimizer as mesh_optimizer
 from .prior import PriorMesh, get_prior, load_views, orbit_cameras, save_views
-
-STAGE = "reconstruct"
-
 
 # ---------------------------------------------------------------------------------------------
 def sphere_init(data: ReconData, radius: float | None = None) -> tuple[torch.Tensor, float]:
@@ -271,50 +270,42 @@ def _to(data: ReconData, device) -> ReconData:
 
 
 # ---------------------------------------------------------------------------------------------
-def _preprocess_id(work: Path) -> dict:
-    st = read_json(work / "preprocess" / "stage.json")
-    return {"finished_at": st.get("finished_at"), "frames": st.get("frames")}
-
-
 def run_reconstruct(work, preset: str = "cpu", *, force: bool = False, progress: bool = True,
                     hook: Callable[[str, int], bool] | None = None, device: str = "auto", **overrides) -> Path:
     """Reconstruct the avatar of ``work`` (after ``styletalker preprocess``); returns ``work/reconstruct``.
 
     ``overrides``: dotted option names of :class:`~.config.ReconstructConfig` (``"mesh.train.iters"``)
     or the short aliases of :data:`ALIASES` (``mesh_iters``, ``no_mesh``, ``prior``, ...).
-    ``hook(stage, iteration) -> True`` simulates Ctrl-C (tests).
+    ``hook(stage, iteration) -> True`` simulates Ctrl-C (tests). Resume rule and lock:
+    :class:`~styletalker.workfolder.WorkFolder` (docs/FORMATS.md).
     """
     from ..preprocess import load_dataset
 
     work = Path(work)
     if not work.is_dir():
         raise InputError(f"{work}: work folder not found")
-    ds = load_dataset(work)  # MissingStageError when preprocessing is missing/incomplete
-    cfg = C.make_config(preset, device, **resolve_aliases(overrides))
-    if cfg.prior.backend == "svd":
-        from .prior import check_svd_path
+    wf = WorkFolder(work)
+    with wf.lock("reconstruct"):
+        ds = load_dataset(work)  # MissingStageError when preprocessing is missing/incomplete
+        cfg = C.make_config(preset, device, **resolve_aliases(overrides))
+        if cfg.prior.backend == "svd":
+            from .prior import check_svd_path
 
-        check_svd_path(cfg.prior.model)  # fail before hours of training, not after
-    out = work / STAGE
-    if is_complete(out) and not force:
-        log(f"{out} is complete (use --force to redo)")
-        return out
-    if force and out.exists():
-        shutil.rmtree(out)
-    stored = {"config": cfg.to_json(), "preprocess": _preprocess_id(work)}
-    if (out / "config.json").is_file():
-        old = read_json(out / "config.json")
-        d = C.diff(C.comparable(old.get("config", {})), C.comparable(stored["config"]))
-        d += C.diff(old.get("preprocess", {}), stored["preprocess"], "preprocess.")
-        if d:
-            raise InputError(f"{out} holds an interrupted reconstruction with other options ({'; '.join(d[:6])}); "
-                             "rerun with the same options to resume, or add --force to start over")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", stored)
+            check_svd_path(cfg.prior.model)  # fail before hours of training, not after
+        out = wf.reconstruct
+        record = wf.begin(out, {"config": C.comparable(cfg.to_json()), "device": cfg.device}, (PREPROCESS,),
+                          force=force)
+        if record is None:
+            log(f"{out} is complete (use --force to redo)")
+            return out
+        _reconstruct(cfg, ds, out, record, progress, hook)
+    return out
+
+
+def _reconstruct(cfg: C.ReconstructConfig, ds, out: Path, record: dict, progress: bool, hook) -> None:
     torch.manual_seed(cfg.seed)
     t_start = time.time()
-    data = from_dataset(ds, size=cfg.data.size, holdout_every=cfg.data.holdout_every, cut_margin=cfg.data.cut_margin,
-                        background=cfg.data.background, max_frames=cfg.data.max_frames)
+    data = from_options(ds, asdict(cfg.data))
     if cfg.device != "cpu":
         data = _to(data, cfg.device)
     log(f"reconstruct: {len(data)} frames ({len(data.train_idx)} train, {len(data.test_idx)} held out), "
@@ -330,11 +321,7 @@ def run_reconstruct(work, preset: str = "cpu", *, force: bool = False, progress:
 
     # outputs
     av.eval()
-    extra = {"data": {"size": cfg.data.size, "max_frames": cfg.data.max_frames, "holdout_every": cfg.data.holdout_every,
-                      "cut_margin": cfg.data.cut_margin, "background": list(cfg.data.background)},
-             "size": cfg.data.size, "max_frames": cfg.data.max_frames, "holdout_every": cfg.data.holdout_every,
-             "cut_margin": cfg.data.cut_margin, "background": list(cfg.data.background),
-             "neutral_index": data.neutral_index, "y_cut": data.y_cut, "preset": cfg.preset}
+    extra = AvatarExtra.for_reconstruction(asdict(cfg.data), data.neutral_index, data.y_cut, cfg.preset)
     av_cpu = av.to("cpu")
     av_cpu.save(out / "avatar.pt", **extra)
     _save_ply(out / "avatar.ply", av_cpu)
@@ -358,10 +345,9 @@ def run_reconstruct(work, preset: str = "cpu", *, force: bool = False, progress:
                "gaussians": gauss_info.get("seconds"), "this_run": round(time.time() - t_start, 1)}
     result["seconds"] = seconds
     atomic_write_json(out / "metrics.json", result)
-    mark_complete(out, preset=cfg.preset, psnr=result["psnr"], ssim=result["ssim"], seconds=seconds,
-                  points=av_cpu.num_points)
+    WorkFolder.complete(out, record, preset=cfg.preset, psnr=result["psnr"], ssim=result["ssim"], seconds=seconds,
+                        points=av_cpu.num_points)
     log(f"reconstruct: {format_metrics(result)} -> {out}")
-    return out
 
 
 def format_metrics(m: dict) -> str:
@@ -424,7 +410,7 @@ def resolve_aliases(overrides: dict) -> dict:
 
 
 def load_metrics(work) -> dict:
-    p = Path(work) / STAGE / "metrics.json"
+    p = WorkFolder(work).reconstruct / "metrics.json"
     if not p.is_file():
         raise MissingStageError(f"{p} not found: run `styletalker reconstruct {work}` first")
     return read_json(p)

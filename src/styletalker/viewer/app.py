@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..workdir import is_complete, log
+from ..workdir import log
+from ..workfolder import RENDERS
 from . import expressions as ex
 from . import framing
 
@@ -44,9 +45,9 @@ def require_viser():
 
 
 def finished_edits(work: Path | None) -> list[str]:
-    if work is None or not (work / "edits").is_dir():
-        return []
-    return sorted(p.name for p in (work / "edits").iterdir() if is_complete(p) and (p / "avatar.pt").is_file())
+    from ..workfolder import WorkFolder
+
+    return [] if work is None else WorkFolder(work).finished_edits()
 
 
 @dataclass
@@ -492,7 +493,7 @@ class Viewer:
         from ..render.ply import save_ply
         from ..workdir import write_image
 
-        folder = (self.work if self.work is not None else Path(self.scenes[ORIGINAL].source).parent) / "renders"
+        folder = (self.work if self.work is not None else Path(self.scenes[ORIGINAL].source).parent) / RENDERS
         with self._lock:
             state = dataclasses.replace(self.state)
             view = self.views.get(client_id) if client_id is not None else next(iter(self.views.values()), None)

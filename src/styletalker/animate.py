@@ -421,7 +421,8 @@ def render_view(target, output, *, edit: str | None = None, frame: int | None = 
                 scale: float = 1.0, device: str = "cpu") -> dict:
     """Render one image: the pose + expression of preprocessed frame ``frame`` (default: the
     reference pose with the neutral expression), optionally turned by ``yaw`` degrees."""
-    from .workdir import require_stage, write_image
+    from .workdir import write_image
+    from .workfolder import WorkFolder
 
     scene = load_scene(target, edit, device)
     output = Path(output)
@@ -432,7 +433,7 @@ def render_view(target, output, *, edit: str | None = None, frame: int | None = 
         if scene.work is None:
             _, work = resolve_avatar_path(target, edit)
             if work is not None:  # a work folder whose preprocess/ is incomplete or damaged
-                require_stage(work, "preprocess", f"styletalker preprocess VIDEO {work}")
+                WorkFolder(work).require("preprocess")
             raise InputError("--frame needs a work folder (the avatar file alone has no video frames)")
         from .preprocess import load_dataset
 

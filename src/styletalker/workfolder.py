@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import MissingStageError, OptionsChangedError, StaleStageError, WorkFolderBusyError
+from .errors import MissingStageError, OptionsChangedError, StaleStageError, StyleTalkerError, WorkFolderBusyError
 from .workdir import STAGE_FILE, _json_default, atomic_write_json, is_complete, log, mark_complete, read_json
 
 PREPROCESS = "preprocess"
@@ -53,6 +53,12 @@ def fingerprint(obj: Any) -> str:
     """A short hash of a JSON-able object (keys sorted, tuples as lists)."""
     text = json.dumps(obj, sort_keys=True, default=_json_default, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _record_fingerprint(record: dict) -> str:
+    """A stage's fingerprint: its options (less :data:`NOT_COMPARED`) and its inputs' fingerprints."""
+    return fingerprint({"options": {k: v for k, v in record.items() if k not in _RECORD_KEYS + NOT_COMPARED},
+                        "inputs": {k: v.get("fingerprint") for k, v in record.get("inputs", {}).items()}})
 
 
 def diff(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -139,23 +145,37 @@ class WorkFolder:
     def command(self, stage: str) -> str:
         """The command that (re)builds ``stage`` ("preprocess", "reconstruct", "edits/NAME")."""
         if stage == PREPROCESS:
-            src = ((self.record(self.preprocess) or {}).get("source") or {}).get("path", "VIDEO")
+            src = ((self._record_or_none(self.preprocess)).get("source") or {}).get("path", "VIDEO")
             return f"styletalker preprocess {src} {self.root}"
         if stage == RECONSTRUCT:
             return f"styletalker reconstruct {self.root}"
         name = stage.split("/", 1)[1]
-        prompt = (self.record(self.edit(name)) or {}).get("prompt", "...")
+        prompt = self._record_or_none(self.edit(name)).get("prompt", "...")
         return f"styletalker edit {self.root} --prompt {json.dumps(prompt)} --name {name}"
 
     # ------------------------------------------------------------------ records and freshness
     @staticmethod
     def record(folder: Path) -> dict | None:
-        """``folder/config.json`` (the stage's options and inputs), or None when absent/unreadable."""
-        try:
-            r = read_json(folder / CONFIG_FILE)
-        except (OSError, ValueError):
+        """``folder/config.json`` (the stage's options and inputs), None when there is none; a
+        damaged one, or one whose content no longer matches its fingerprint, is a DamagedFileError."""
+        from .safeload import check, load_json_dict
+
+        p = folder / CONFIG_FILE
+        if not p.is_file():
             return None
-        return r if isinstance(r, dict) else None
+        hint = "rerun its stage with --force"
+        r = load_json_dict(p, "stage record", hint)
+        if "fingerprint" in r:
+            check(isinstance(r.get("inputs"), dict) and all(isinstance(v, dict) for v in r["inputs"].values())
+                  and r["fingerprint"] == _record_fingerprint(r), p, "stage record",
+                  "its options do not match its fingerprint", hint)
+        return r
+
+    def _record_or_none(self, folder: Path) -> dict:
+        try:
+            return self.record(folder) or {}
+        except StyleTalkerError:
+            return {}
 
     def describe(self, stage: str) -> dict:
         """What a downstream stage records of its input ``stage``: fingerprint and options."""
@@ -163,7 +183,7 @@ class WorkFolder:
         rec = self.record(folder) or {}
         try:
             fp = read_json(folder / STAGE_FILE).get("fingerprint")
-        except (OSError, ValueError, AttributeError):
+        except (StyleTalkerError, AttributeError):
             fp = None
         return {"fingerprint": fp,
                 "options": {k: v for k, v in rec.items() if k not in _RECORD_KEYS + NOT_COMPARED}}
@@ -234,9 +254,7 @@ class WorkFolder:
             ins[up] = self.describe(up)
         wanted = dict(options)
         wanted["inputs"] = ins
-        wanted["fingerprint"] = fingerprint({
-            "options": {k: v for k, v in options.items() if k not in NOT_COMPARED},
-            "inputs": {k: v["fingerprint"] for k, v in ins.items()}})
+        wanted["fingerprint"] = _record_fingerprint(wanted)
         if force and folder.exists():
             shutil.rmtree(folder)
         if is_complete(folder):

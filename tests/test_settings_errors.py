@@ -25,7 +25,7 @@ def test_vanished_dmtet_surface_is_a_settings_error(franck_work, tmp_path, capsy
     """A sphere start larger than the DMTet grid (mesh.extent < 1) has no surface at all: the real
     clip, the CLI, exit 2 with what to change (it used to be a RuntimeError traceback)."""
     work = tmp_path / "work"
-    shutil.copytree(franck_work, work)
+    shutil.copytree(franck_work / "preprocess", work / "preprocess")  # not a reconstruction other tests made
     rc = cli.main(["-q", "reconstruct", str(work), "--preset", "test", "--set", "mesh.init=sphere",
                    "--set", "mesh.extent=0.5"])
     assert rc == 2

@@ -13,24 +13,38 @@ from __future__ import annotations
 from ._args import add_device_argument
 
 
+def _per_preset(key: str) -> str:
+    """``"test 40, cpu 1000, full 10000"``: the value each preset gives option ``key``."""
+    from ..reconstruct.presets import PRESETS
+
+    vals = [f"{name} {v[key]:g}" if isinstance(v.get(key), (int, float)) else f"{name} {v.get(key)}"
+            for name, v in PRESETS.items() if key in v]
+    return "by preset: " + ", ".join(vals) if vals else ""
+
+
 def add_arguments(p):
+    from ..reconstruct.presets import ALIASES, PRESETS, PRIORS
+
     p.add_argument("work", help="work folder (after `styletalker preprocess VIDEO WORK`)")
-    p.add_argument("--preset", default="auto", choices=["auto", "test", "cpu", "full"],
+    p.add_argument("--preset", default="auto", choices=["auto", *PRESETS],
                    help="test: seconds (smoke test); cpu: <20 min on 2 cores; full: GPU, paper iteration counts; "
-                        "auto: full with CUDA else cpu (default)")
+                        "auto: full with CUDA else cpu (default %(default)s)")
     add_device_argument(p)
-    p.add_argument("--force", action="store_true", help="discard an existing reconstruction and start over")
-    g = p.add_argument_group("overrides")
-    g.add_argument("--mesh-iters", type=int, help="stage-1 (DMTet) iterations")
-    g.add_argument("--gauss-iters", type=int, help="stage-2 (Gaussian) iterations")
-    g.add_argument("--mesh-res", type=int, help="tet grid resolution (cells per axis)")
-    g.add_argument("--gauss-points", type=int, help="number of Gaussians")
+    p.add_argument("--force", action="store_true",
+                   help="discard an existing reconstruction (complete, interrupted, or made with other options) "
+                        "and start over")
+    g = p.add_argument_group("overrides (default: the preset's value)")
+    for flag, dest, kind, text in (("--mesh-iters", "mesh_iters", int, "stage-1 (DMTet) iterations"),
+                                   ("--gauss-iters", "gauss_iters", int, "stage-2 (Gaussian) iterations"),
+                                   ("--mesh-res", "mesh_res", int, "tet grid resolution (cells per axis)"),
+                                   ("--gauss-points", "gauss_points", int, "number of Gaussians")):
+        g.add_argument(flag, dest=dest, type=kind, help=f"{text} ({_per_preset(ALIASES[dest])})")
     g.add_argument("--size", type=int, help="train/evaluate at this image size (default: the preprocessed size)")
-    g.add_argument("--max-frames", type=int, help="use an evenly spaced subset of at most N frames")
-    g.add_argument("--prior", choices=["symmetric", "svd", "none"], help="multi-view prior backend (default symmetric)")
+    g.add_argument("--max-frames", type=int, help="use an evenly spaced subset of at most N frames (default: all)")
+    g.add_argument("--prior", choices=list(PRIORS), help=f"multi-view prior backend (default {PRIORS[0]})")
     g.add_argument("--prior-model", metavar="ID|PATH",
                    help="--prior svd: a Hugging Face id or local folder of a diffusers StableVideoDiffusionPipeline")
-    g.add_argument("--seed", type=int)
+    g.add_argument("--seed", type=int, help="random seed of the whole reconstruction")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
                    help="any option of the reconstruction config by its dotted name, e.g. gauss.anchor=free, "
                         "mesh.init=sphere, prior.views=6, gauss.train.densify.enabled=false (docs/reconstruct.md "

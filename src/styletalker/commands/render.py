@@ -61,11 +61,12 @@ def run(args):
     if args.output is None and did:
         return 0
     from ..animate import render_view, resolve_avatar_path
+    from ..workfolder import WorkFolder
 
     out = args.output
     if out is None:
         _, work = resolve_avatar_path(args.avatar, args.edit)
-        base = Path(work) / "renders" if work is not None else Path(".")
+        base = WorkFolder(work).renders if work is not None else Path(".")
         tag = f"frame{args.frame:06d}" if args.frame is not None else "view"
         out = base / f"{tag}{'_' + args.edit if args.edit else ''}.png"
     res = render_view(args.avatar, out, edit=args.edit, frame=args.frame, yaw=args.yaw, scale=args.scale,

@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InputError
+from .options import EDITOR_NAMES
 from .regions import FaceInfo
 
 
@@ -54,7 +55,7 @@ def _make_ip2p(model_path=None, **kw) -> Editor:
     return InstructPix2PixEditor(model_path, **kw)
 
 
-EDITORS: dict[str, Callable[..., Editor]] = {"builtin": _make_builtin, "ip2p": _make_ip2p}
+EDITORS: dict[str, Callable[..., Editor]] = dict(zip(EDITOR_NAMES, (_make_builtin, _make_ip2p)))
 
 
 def get_editor(name: str = "builtin", model_path=None, **kw) -> Editor:

@@ -20,10 +20,7 @@ import math
 import numpy as np
 import torch
 
-DEFAULT_ALPHA = 5.0
-DEFAULT_BOUNDARY = 0.5
-DEFAULT_B_MEAN = 0.5
-DEFAULT_B_STD = 1.0
+from .options import DEFAULT_ALPHA, DEFAULT_B_MEAN, DEFAULT_B_STD, DEFAULT_BOUNDARY  # noqa: F401
 
 
 def landmark_weight(d: torch.Tensor, alpha: float = DEFAULT_ALPHA) -> torch.Tensor:

@@ -8,21 +8,23 @@
 Formats: docs/FORMATS.md; details and measurements: docs/preprocess.md.
 """
 
-from .dataset import CanonicalMeshT, Dataset, load_dataset
-from .mp_models import FOV_Y_DEG, CanonicalMesh, canonical_mesh
-from .pipeline import run_preprocess, summary_line
-from .tracking import DEFAULT_MIN_FRAMES, TrackOptions, track_video
+import importlib
 
-__all__ = [
-    "run_preprocess",
-    "load_dataset",
-    "track_video",
-    "Dataset",
-    "CanonicalMesh",
-    "CanonicalMeshT",
-    "canonical_mesh",
-    "summary_line",
-    "TrackOptions",
-    "DEFAULT_MIN_FRAMES",
-    "FOV_Y_DEG",
-]
+# name -> submodule; imported on first use, so that ``styletalker.preprocess.options`` (read by
+# the command line) does not pull in torch and MediaPipe
+_EXPORTS = {
+    "CanonicalMeshT": "dataset", "Dataset": "dataset", "load_dataset": "dataset",
+    "FOV_Y_DEG": "options", "TrackOptions": "options", "DEFAULT_MIN_FRAMES": "options",
+    "CanonicalMesh": "mp_models", "canonical_mesh": "mp_models",
+    "run_preprocess": "pipeline", "summary_line": "pipeline",
+    "track_video": "tracking",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,7 +26,7 @@ from ..assets import face_landmarker_path
 from ..errors import MissingModelError
 from ..native_log import QuietFirstCall, quiet_native_stderr
 
-FOV_Y_DEG = 63.0
+from .options import FOV_Y_DEG
 # OpenGL (y up, z to viewer) <-> OpenCV (y down, z forward); a proper rotation (det +1).
 FLIP = np.diag([1.0, -1.0, -1.0])
 CM_TO_DM = 0.1

@@ -17,15 +17,15 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
-from ..workdir import (atomic_write_json, is_complete, log, progress as progress_bar, read_json, replace_dir,
-                       save_npz, write_image)
+from ..workdir import (STAGE_FILE, atomic_write_json, is_complete, log, progress as progress_bar, read_json,
+                       replace_dir, save_npz, write_image)
 from ..workfolder import WorkFolder
 from . import geometry as geo
 from . import mp_models
 from .overlay import draw_overlay
 from .segment import person_mask
-from .tracking import (DEFAULT_MAX_LOST, DEFAULT_MIN_FRAMES, DEFAULT_SMOOTH_S, TrackOptions, detect_faces,
-                       iter_kept_frames, kept_fps, solve_geometry)
+from .options import TrackOptions
+from .tracking import detect_faces, iter_kept_frames, kept_fps, solve_geometry
 
 STAGE = "preprocess"
 FORMAT_VERSION = 1
@@ -51,18 +51,18 @@ def run_preprocess(
     video,
     work,
     *,
-    start: float = 0.0,
-    duration: float | None = None,
-    fps: float | None = None,
-    max_frames: int | None = None,
-    size: int = 256,
+    start: float = TrackOptions.start,
+    duration: float | None = TrackOptions.duration,
+    fps: float | None = TrackOptions.fps,
+    max_frames: int | None = TrackOptions.max_frames,
+    size: int = TrackOptions.size,
     force: bool = False,
     progress: bool = True,
-    min_frames: int = DEFAULT_MIN_FRAMES,
-    max_lost: float = DEFAULT_MAX_LOST,
-    smooth: float = DEFAULT_SMOOTH_S,
+    min_frames: int = TrackOptions.min_frames,
+    max_lost: float = TrackOptions.max_lost,
+    smooth: float = TrackOptions.smooth,
     overlay: bool = True,
-    fov: float = mp_models.FOV_Y_DEG,
+    fov: float = TrackOptions.fov,
 ) -> Path:
     """Preprocess ``video`` into ``work/preprocess/`` and return that folder.
 
@@ -224,7 +224,7 @@ def _preprocess(video: Path, wf: WorkFolder, o: TrackOptions, force: bool, progr
 
 
 def summary_line(folder: Path) -> str:
-    st = read_json(folder / "stage.json")
+    st = read_json(folder / STAGE_FILE)
     return (
         f"preprocess: kept {st['frames']}/{st['decoded_frames']} frames (dropped {st['dropped_frames']}), "
         f"reprojection error {st['reproj_px']:.2f} px, {st['seconds']['total']:.1f} s "

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,39 +18,7 @@ from ..workdir import log, progress
 from . import geometry as geo
 from . import mp_models
 
-DEFAULT_MIN_FRAMES = 8
-DEFAULT_MAX_LOST = 0.5  # fraction of decoded frames without a usable face before we give up
-DEFAULT_MAX_MULTI = 0.2  # fraction of frames with several faces before we give up
-DEFAULT_SMOOTH_S = 0.04  # pose smoothing sigma, seconds
-
-
-@dataclass
-class TrackOptions:
-    start: float = 0.0
-    duration: float | None = None
-    fps: float | None = None
-    max_frames: int | None = None
-    size: int = 256
-    min_frames: int = DEFAULT_MIN_FRAMES
-    max_lost: float = DEFAULT_MAX_LOST
-    max_multi: float = DEFAULT_MAX_MULTI
-    smooth: float = DEFAULT_SMOOTH_S
-    refine: bool = True
-    crop_scale: float = 1.0
-    fov: float = mp_models.FOV_Y_DEG  # vertical field of view of the full source frame, degrees
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    def window_text(self) -> str:
-        parts = [f"start={self.start:g}s"]
-        if self.duration is not None:
-            parts.append(f"duration={self.duration:g}s")
-        if self.fps:
-            parts.append(f"fps={self.fps:g}")
-        if self.max_frames:
-            parts.append(f"max_frames={self.max_frames}")
-        return ", ".join(parts)
+from .options import DEFAULT_MIN_FRAMES, DEFAULT_SMOOTH_S, TrackOptions
 
 
 def _validate(video, o: TrackOptions):

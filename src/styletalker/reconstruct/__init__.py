@@ -13,9 +13,18 @@ import os as _os
 # Must be set before MKL's first call; it does not slow the small matmuls used here.
 _os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
-from .config import PRESETS, ReconstructConfig, make_config
-from .data import ReconData, from_dataset
-from .pipeline import ALIASES, load_metrics, run_reconstruct
+import importlib as _importlib
 
-__all__ = ["run_reconstruct", "make_config", "ReconstructConfig", "PRESETS", "from_dataset", "ReconData",
-           "load_metrics", "ALIASES"]
+# name -> submodule, imported on first use (``styletalker.reconstruct.presets``, read by the
+# command line, must not pull in torch)
+_EXPORTS = {"run_reconstruct": "pipeline", "load_metrics": "pipeline", "ALIASES": "presets", "PRESETS": "presets",
+            "make_config": "config", "ReconstructConfig": "config", "from_dataset": "data", "ReconData": "data"}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(_importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,12 +1,4 @@
-"""Reconstruction options and presets.
-
-Presets (``--preset``):
-
-* ``test``: tiny (seconds) -- for the test suite and smoke runs, not for quality;
-* ``cpu``: sized to finish on the sample video in under 20 minutes on 2 CPU cores;
-* ``full``: GPU scale, the paper's iteration counts (10k mesh / 2k Gaussian iterations),
-  paper learning rate 1e-4 for the MLPs;
-* ``auto`` (CLI default): ``full`` when CUDA is available, else ``cpu``.
+"""Reconstruction options (one dataclass per part); the presets are in :mod:`.presets`.
 
 Every option can be overridden (``make_config(preset, **{"mesh.train.iters": 500})`` or the CLI flags).
 """
@@ -19,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from ..errors import InputError
 from .gauss_stage import GaussTrainConfig
 from .mesh_stage import MeshTrainConfig
+from .presets import ANCHORS, MESH_INITS, PRESETS, PRIORS  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -56,7 +49,7 @@ class MeshOptions:
 
 @dataclass
 class PriorOptions:
-    backend: str = "symmetric"  # symmetric | svd | none
+    backend: str = PRIORS[0]  # symmetric | svd | none
     model: str | None = None  # local folder of the svd pipeline
     views: int = 18  # the paper's Table 4: 18 views better than 6
     span_deg: float = 180.0
@@ -93,43 +86,6 @@ class ReconstructConfig:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-PRESETS: dict[str, dict] = {
-    "test": {
-        "ckpt_every": 10,
-        "model.hidden": 32,
-        "mesh.res": 16,
-        "mesh.train.iters": 40,
-        "mesh.train.batch": 1,
-        "gauss.points": 3000,
-        "gauss.train.iters": 40,
-        "gauss.train.densify.every": 10,
-    },
-    "cpu": {
-        "mesh.res": 32,
-        "mesh.train.iters": 1000,
-        "mesh.train.batch": 2,
-        "gauss.points": 20000,
-        "gauss.train.iters": 4500,
-    },
-    "full": {
-        "ckpt_every": 500,
-        "model.hidden": 128,
-        "mesh.res": 64,
-        "mesh.train.iters": 10000,
-        "mesh.train.batch": 4,
-        "mesh.train.lr_mlp": 1e-4,
-        "gauss.points": 60000,
-        "gauss.train.iters": 2000,
-        "gauss.train.batch": 4,
-        "gauss.train.lr_mlp": 1e-4,
-    },
-}
-
-
-ANCHORS = ("mesh", "free")
-MESH_INITS = ("hull", "sphere")
 
 
 def parse_value(text: str):
@@ -189,8 +145,6 @@ def make_config(preset: str = "cpu", device: str = "auto", **overrides) -> Recon
 
 
 def validate(cfg: ReconstructConfig) -> None:
-    from .prior import PRIORS
-
     if cfg.prior.backend not in PRIORS:
         raise InputError(f"unknown prior backend {cfg.prior.backend!r}; choose from {', '.join(PRIORS)}")
     if cfg.mesh.train.iters < 1 and cfg.mesh.enabled:

@@ -18,8 +18,8 @@ from typing import Callable
 import torch
 
 from ..errors import InputError, MissingStageError
-from ..workdir import atomic_write_json, is_complete, log, mark_complete, read_json
-from ..workfolder import PREPROCESS, WorkFolder
+from ..workdir import STAGE_FILE, atomic_write_json, is_complete, log, mark_complete, read_json
+from ..workfolder import AVATAR_FILE, PREPROCESS, WorkFolder
 from . import config as C
 from .checkpoint import load_state, resume_from, save_state, train_loop
 from .data import ReconData, from_options
@@ -32,6 +32,7 @@ from .gauss_stage import make_optimizer as gauss_optimizer
 from .mesh_io import write_obj
 from .mesh_stage import mesh_eval, mesh_losses
 from .mesh_stage import make_optimizer as mesh_optimizer
+from .presets import ALIASES  # noqa: F401  (re-exported)
 from .prior import PriorMesh, get_prior, load_views, orbit_cameras, save_views
 
 # ---------------------------------------------------------------------------------------------
@@ -89,7 +90,7 @@ def run_mesh_stage(cfg: C.ReconstructConfig, data: ReconData, folder: Path, show
         if st is None:
             raise InputError(f"{ckpt} is missing although {folder} is marked complete; rerun with --force")
         model.load_state_dict(st["model"])
-        return model.to(cfg.device), read_json(folder / "stage.json")
+        return model.to(cfg.device), read_json(folder / STAGE_FILE)
     model = model.to(cfg.device)
     opt = mesh_optimizer(model, tc)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -155,7 +156,7 @@ def proxy_sphere_mesh(cfg: C.ReconstructConfig, data: ReconData) -> PriorMesh:
 
 def run_prior_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead | None, folder: Path):
     if is_complete(folder):
-        info = read_json(folder / "stage.json")
+        info = read_json(folder / STAGE_FILE)
         return load_views(folder, info.get("backend", "")), info
     if folder.exists():
         shutil.rmtree(folder)
@@ -201,7 +202,7 @@ def run_gauss_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead 
         if st is None:
             raise InputError(f"{ckpt} is missing although {folder} is marked complete; rerun with --force")
         av = GaussianAvatar.from_state(st["avatar_config"], st["avatar"]).to(cfg.device)
-        return av, read_json(folder / "stage.json")
+        return av, read_json(folder / STAGE_FILE)
     mo = cfg.model
     if st is not None:
         av = GaussianAvatar.from_state(st["avatar_config"], st["avatar"])
@@ -323,7 +324,7 @@ def _reconstruct(cfg: C.ReconstructConfig, ds, out: Path, record: dict, progress
     av.eval()
     extra = AvatarExtra.for_reconstruction(asdict(cfg.data), data.neutral_index, data.y_cut, cfg.preset)
     av_cpu = av.to("cpu")
-    av_cpu.save(out / "avatar.pt", **extra)
+    av_cpu.save(out / AVATAR_FILE, **extra)
     _save_ply(out / "avatar.ply", av_cpu)
     data_cpu = data if cfg.device == "cpu" else _to(data, "cpu")
     metrics, renders = evaluate_avatar(av_cpu, data_cpu)
@@ -371,25 +372,6 @@ def _save_prior_montage(path: Path, views) -> None:
     from ..workdir import write_image
 
     write_image(path, torch.cat(list(views.images), 1))
-
-
-# short option names used by the CLI and by callers
-ALIASES = {
-    "size": "data.size",
-    "max_frames": "data.max_frames",
-    "holdout_every": "data.holdout_every",
-    "mesh_iters": "mesh.train.iters",
-    "mesh_res": "mesh.res",
-    "gauss_iters": "gauss.train.iters",
-    "gauss_points": "gauss.points",
-    "prior": "prior.backend",
-    "prior_model": "prior.model",
-    "prior_steps": "prior.steps",
-    "retrain_deform": "gauss.retrain_deform",
-    "hidden": "model.hidden",
-    "seed": "seed",
-    "ckpt_every": "ckpt_every",
-}
 
 
 def resolve_aliases(overrides: dict) -> dict:

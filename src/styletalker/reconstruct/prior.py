@@ -372,7 +372,7 @@ class NoPrior(MultiViewPrior):
                           dataset.expression[int(neutral_index)].clone(), [], self.name)
 
 
-PRIORS = ("symmetric", "svd", "none")
+from .presets import PRIORS  # noqa: E402,F401  (re-exported)
 
 
 def get_prior(name: str, model_path: str | os.PathLike | None = None, device="cpu", **kw) -> MultiViewPrior:

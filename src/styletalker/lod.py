@@ -95,8 +95,9 @@ def probe_views(scene, pivot=None) -> list[ProbeView]:
     exprs = [scene.neutral_expression.float()]
     if scene.work is not None:
         from .workdir import is_complete
+        from .workfolder import WorkFolder
 
-        if is_complete(scene.work / "preprocess"):
+        if is_complete(WorkFolder(scene.work).preprocess):
             from .preprocess import load_dataset
 
             ds = load_dataset(scene.work)
@@ -219,6 +220,8 @@ def enabled() -> bool:
 
 
 def _cache_file(scene) -> Path | None:
+    from .workfolder import WorkFolder
+
     src = Path(scene.source)
     if not src.is_file():
         return None
@@ -226,8 +229,9 @@ def _cache_file(scene) -> Path | None:
     with open(src, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    if scene.work is not None and (scene.work / "preprocess" / "tracking.npz").is_file():
-        h.update((scene.work / "preprocess" / "tracking.npz").read_bytes())
+    tracking = None if scene.work is None else WorkFolder(scene.work).preprocess / "tracking.npz"
+    if tracking is not None and tracking.is_file():
+        h.update(tracking.read_bytes())
     h.update(f"v{VERSION} {PROBE_HEIGHT}".encode())
     root = Path(os.environ.get("STYLETALKER_LOD_CACHE") or
                 Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "styletalker" / "lod")

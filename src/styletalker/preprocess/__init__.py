@@ -8,7 +8,7 @@
 Formats: docs/FORMATS.md; details and measurements: docs/preprocess.md.
 """
 
-import importlib
+from ..lazy import lazy_exports
 
 # name -> submodule; imported on first use, so that ``styletalker.preprocess.options`` (read by
 # the command line) does not pull in torch and MediaPipe
@@ -21,10 +21,4 @@ _EXPORTS = {
 }
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, globals(), _EXPORTS)

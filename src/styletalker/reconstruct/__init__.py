@@ -13,7 +13,7 @@ import os as _os
 # Must be set before MKL's first call; it does not slow the small matmuls used here.
 _os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
-import importlib as _importlib
+from ..lazy import lazy_exports
 
 # name -> submodule, imported on first use (``styletalker.reconstruct.presets``, read by the
 # command line, must not pull in torch)
@@ -21,10 +21,4 @@ _EXPORTS = {"run_reconstruct": "pipeline", "load_metrics": "pipeline", "ALIASES"
             "make_config": "config", "ReconstructConfig": "config", "from_dataset": "data", "ReconData": "data"}
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(_importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, globals(), _EXPORTS)

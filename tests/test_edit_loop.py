@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from styletalker.avatar import GaussianAvatar
-from styletalker.edit.data import EditData
+from styletalker.reconstruct.data import ReconData
 from styletalker.edit.editors import Editor
 from styletalker.edit.loop import EditOptions, edit_avatar, lr_at, slugify
 from styletalker.render import Camera
@@ -48,10 +48,11 @@ def _synthetic(n_views=6, size=40):
         with torch.no_grad():
             targets.append(av.render(torch.zeros(52), Camera(K, P, size, size), background=torch.ones(3)).image)
     N = n_views
-    data = EditData(target=torch.stack(targets), head=torch.ones(N, size, size, 1), valid=torch.ones(N, size, size, 1),
-                    K=torch.stack(Ks), world_to_cam=torch.stack(poses), expression=torch.zeros(N, 52),
-                    landmarks2d=torch.zeros(N, 478, 2), train_idx=torch.arange(N - 1), test_idx=torch.tensor([N - 1]),
-                    background=(1.0, 1.0, 1.0), width=size, height=size)
+    ones = torch.ones(N, size, size, 1)
+    data = ReconData(images=torch.stack(targets), masks=ones, valid=ones, head=ones, target=torch.stack(targets),
+                     K=torch.stack(Ks), world_to_cam=torch.stack(poses), expression=torch.zeros(N, 52),
+                     landmarks3d=torch.zeros(N, 478, 3), neutral_index=0, train_idx=torch.arange(N - 1),
+                     test_idx=torch.tensor([N - 1]), background=(1.0, 1.0, 1.0), y_cut=1.0, width=size, height=size)
     return av, data
 
 

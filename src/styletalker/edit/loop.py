@@ -81,7 +81,7 @@ class EditState:
 def edit_avatar(avatar, data, editor, opts: EditOptions, *,
                 show_progress: bool = True, state: EditState | None = None, optimizer_state=None,
                 rng_state=None, on_checkpoint=None, hook=None):
-    """Run the edit loop in place on ``avatar`` over :class:`EditData` ``data``.
+    """Run the edit loop in place on ``avatar`` over :class:`~styletalker.reconstruct.data.ReconData` ``data`` (``WorkFolder.training_views``).
 
     ``on_checkpoint(avatar, opt, rng, state)`` is called every ``opts.checkpoint_every``
     iterations and at the end (the edited images and their b are in ``state``);
@@ -225,7 +225,6 @@ def _edit(wf, out: Path, record: dict, opts: EditOptions, progress_bars: bool, e
     from ..avatar import AvatarExtra, GaussianAvatar
     from ..device import resolve_device
     from ..workfolder import AVATAR_FILE
-    from .data import load_edit_data
     from .editors import get_editor
 
     prompt, name = opts.prompt, record["name"]
@@ -236,7 +235,7 @@ def _edit(wf, out: Path, record: dict, opts: EditOptions, progress_bars: bool, e
     atomic_write_json(out / "config.json", {**record, "editor": editor.describe()})  # which backend ran
 
     avatar0 = GaussianAvatar.load(src_path).to(device)
-    data = load_edit_data(wf.root, avatar0)
+    data = wf.training_views(avatar0)
     avatar = GaussianAvatar.load(src_path).to(device)
     state, opt_state, rng_state = EditState(), None, None
     ck = out / "checkpoint.pt"

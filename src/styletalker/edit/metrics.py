@@ -141,7 +141,7 @@ def summarize(per_view: list[dict]) -> dict:
 
 def evaluate_edit(avatar_ref, avatar_edit, data, views=None, detector: LandmarkDetector | None = None,
                   scale: float = 1.0) -> dict:
-    """Compare renders of two avatars on ``views`` of :class:`EditData` (default: held-out views).
+    """Compare renders of two avatars on ``views`` of :class:`~styletalker.reconstruct.data.ReconData` (default: held-out views).
 
     ``scale`` renders at a higher resolution (intrinsics scaled) for the landmark detector;
     region changes are always measured at the data resolution.

@@ -13,7 +13,7 @@ from ..safeload import MAX_IMAGE_SIDE, check, load_json_dict, load_npz, reading
 
 class Views:
     """Per-view ``K`` (N,3,3), ``world_to_cam`` (N,4,4), ``width``, ``height``: the one camera
-    builder of every set of training views (:class:`Dataset`, ``ReconData``, ``EditData``)."""
+    builder of every set of views (:class:`Dataset`, the training views ``ReconData``)."""
 
     def camera(self, i: int):
         from ..render import Camera

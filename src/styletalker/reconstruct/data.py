@@ -1,4 +1,5 @@
-"""Training data for reconstruction: the preprocessed clip as tensors, the head region, splits.
+"""The training views (:class:`ReconData`, one type for reconstruct, edit and evaluate): the
+preprocessed clip as tensors, the head region, the split, and per view what an edit needs.
 
 Head region (used for training *and* for PSNR/SSIM)
 --------------------------------------------------
@@ -18,6 +19,7 @@ fronto-parallel plane through the chin, which gives a line in the image; pixels 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -57,11 +59,46 @@ class ReconData(Views):
     def neutral_landmarks(self) -> torch.Tensor:
         return self.landmarks3d[self.neutral_index]
 
+    # --- per view, what an edit needs (styletalker.edit: the loop, its metrics and previews)
+    @functools.cached_property
+    def landmarks2d(self) -> torch.Tensor:
+        """(N,478,2) the frames' 3D landmarks projected with their cameras: pixels of these images."""
+        return project_landmarks(self.K, self.world_to_cam, self.landmarks3d)
+
+    @functools.cached_property
+    def frame_ids(self) -> list[int]:
+        """The preprocessed frame number (row of tracking.npz) of each view."""
+        keep = self.extra.get("source_frames")
+        return [int(k) for k in torch.as_tensor(keep).tolist()] if keep is not None else list(range(len(self)))
+
+    def frame_id(self, i: int) -> int:
+        return self.frame_ids[int(i)]
+
+    def original(self, i: int):
+        """The training image of view ``i`` (frame over the background), (H,W,3) float32 numpy."""
+        return self.target[i].numpy()
+
+    def face(self, i: int):
+        """Landmarks and head mask of view ``i`` for the 2D editors and the edit metrics."""
+        from ..edit.regions import FaceInfo
+
+        return FaceInfo(self.landmarks2d[i].numpy(), self.head[i, ..., 0].numpy())
+
     def composite(self, rgb: torch.Tensor, i: int) -> torch.Tensor:
         """Set pixels outside the valid region of frame i to the background (for metrics)."""
         bg = torch.tensor(self.background, dtype=rgb.dtype, device=rgb.device)
         v = self.valid[i].to(rgb.device)
         return rgb * v + bg * (1 - v)
+
+
+def project_landmarks(K: torch.Tensor, world_to_cam: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
+    """(N,3,3), (N,4,4), (N,L,3) canonical -> (N,L,2) pixel coordinates."""
+    pc = pts @ world_to_cam[:, :3, :3].transpose(1, 2) + world_to_cam[:, None, :3, 3]
+    z = pc[..., 2:3].clamp_min(1e-6)
+    uv = pc[..., :2] / z
+    fx, fy = K[:, None, 0, 0], K[:, None, 1, 1]
+    cx, cy = K[:, None, 0, 2], K[:, None, 1, 2]
+    return torch.stack([uv[..., 0] * fx + cx, uv[..., 1] * fy + cy], -1)
 
 
 def split_indices(n: int, neutral: int, every: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -68,7 +68,7 @@ VARIANTS = {  # name: (avatar path, pipelined, live level of detail)
 
 
 def run(work, driver, seconds: float, size: int, num_faces: int, edit: str | None = None,
-        variant: str = "new", min_weight: float | None = None) -> dict:
+        variant: str = "new", min_weight: float | None = None, threads: int | None = 1) -> dict:
     from styletalker.animate import load_scene
     from styletalker.live import LiveDrive, LiveStats, VideoSource, live_frames
 
@@ -86,87 +86,46 @@ def run(work, driver, seconds: float, size: int, num_faces: int, edit: str | Non
     drive = LiveDrive(scene, VideoSource(driver, duration=seconds), size=size, num_faces=num_faces)
     stats = LiveStats()
     load0 = os.getloadavg()[0]
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     drive.start()
     try:
-        for _ in live_frames(scene, drive, scale=scale, stats=stats, duration=seconds, pipeline=pipeline, lod=lod):
+        for _ in live_frames(scene, drive, scale=scale, stats=stats, duration=seconds, pipeline=pipeline, lod=lod,
+                             torch_threads=threads if variant != "baseline" else None):
             pass
     finally:
         drive.stop()
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     if drive.error is not None:
         raise SystemExit(f"live driving failed: {drive.error}")
     src = drive.source
-    return {"variant": variant, "load_average_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],
+    return {"variant": variant, "live_torch_threads": threads if variant != "baseline" else None,
+            "load_average_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],
             "work": str(work), "edit": edit, "driver": str(driver), "driver_fps": src.fps, "seconds": round(wall, 1),
             "size": size, "gaussians": scene.avatar.num_points, "gaussians_drawn": kept,
             "lod_seconds": round(t_lod, 2) if lod else None, "num_faces": num_faces, **stats.summary(),
             "driver_frames": src.published, "tracked": drive.tracked, "no_face": drive.no_face,
             "skipped_by_tracker": drive.skipped,
-            "track_ms_mean": round(1000 * drive.track_seconds / max(drive.tracked, 1), 1)}
+            "track_ms_mean": round(1000 * drive.track_seconds / max(drive.tracked, 1), 1),
+            "track_cpu_ms_mean": round(1000 * drive.track_cpu / max(drive.tracked, 1), 1),
+            "process_cpu_s": round(cpu, 1), "process_cpu_ms_per_shown_frame": round(1000 * cpu / max(stats.frames, 1), 1),
+            **_idle_bound(stats.summary(), drive, pipeline, cpu, stats.stage)}
 
 
-def _summary(vals) -> dict:
-    got = [v for v in vals if v is not None]
-    return {"n": len(got), "drawn_in_full": len(vals) - len(got), "psnr_min": round(min(got), 2) if got else None,
-            "psnr_mean": round(float(np.mean(got)), 2) if got else None}
-
-
-def quality(work, edit: str | None = None, size: int = 256, min_weight: float | None = None) -> dict:
-    """The live level of detail against the full avatar: PSNR (dB) of the pruned avatar's
-    pictures on every training frame at ``size`` px, and on the reference view turned between and
-    up to the probed head turns (within lod.MAX_ANGLE) at training expressions, at ``size`` and
-    twice ``size`` px (the viewer's default 512)."""
-    import torch
-
-    from styletalker.animate import load_scene
-    from styletalker.lod import live_lod, turn
-    from styletalker.metrics import psnr
-    from styletalker.preprocess import load_dataset
-    from styletalker.render import Camera
-
-    scene = load_scene(work, edit, "cpu")
-    lod = live_lod(scene, *([min_weight] if min_weight else []))
-    ds = load_dataset(scene.work)
-    bg = torch.tensor(scene.background)
-
-    def both(expr, K, w2c, w, h):
-        cam = Camera(K, w2c, w, h)
-        if not lod.covers(K, w2c):  # live driving draws this view with the full avatar
-            return None
-        with torch.no_grad():
-            a = scene.frozen.render(expr, cam, bg).image.clamp(0, 1)
-            b = lod.frozen.render(expr, cam, bg).image.clamp(0, 1)
-        return psnr(b, a)
-
-    out = {"gaussians": scene.avatar.num_points, "kept": lod.kept, "min_weight_px": lod.min_weight}
-    s = size / ds.height
-    train = []
-    for i in range(ds.expression.shape[0]):
-        K = ds.K[i].clone()
-        K[:2] *= s
-        train.append(both(ds.expression[i], K, ds.world_to_cam[i], round(ds.width * s), size))
-    out["train_frames"] = _summary(train)
-    ref = scene.ref_pose.double().numpy()
-    turns = [(8, 0), (22, 0), (-22, 9), (24, -13), (-24, 13), (0, 22), (-11, -19), (19, 19), (28, 0), (-28, 0),
-             (0, -28), (7, 27)]  # between and up to the probed turns (lod.RINGS)
-    n = ds.expression.shape[0]
-    for px in (size, 2 * size):
-        K = scene.K.clone()
-        K[:2] *= px / scene.height
-        vals = [both(ds.expression[(37 * j) % n], K, torch.from_numpy(ref @ turn(lod.pivot, y, p)).float(),
-                     round(scene.width * px / scene.height), px) for j, (y, p) in enumerate(turns)]
-        rng = np.random.default_rng(0)  # and random turns within lod.MAX_ANGLE at random training expressions
-        for _ in range(20 if px == size else 0):
-            a, phi = 28.0 * math.sqrt(rng.random()), 2 * math.pi * rng.random()
-            vals.append(both(ds.expression[int(rng.integers(n))], K,
-                             torch.from_numpy(ref @ turn(lod.pivot, a * math.cos(phi), a * math.sin(phi))).float(),
-                             round(scene.width * px / scene.height), px))
-            turns.append((round(a * math.cos(phi), 1), round(a * math.sin(phi), 1)))
-        out[f"turned_{px}px"] = _summary(vals)
-        out[f"turned_{px}px"]["psnr"] = {f"yaw {y} pitch {p}": (round(v, 1) if v is not None else None)
-                                         for (y, p), v in zip(turns, vals)}
-    return out
+def _idle_bound(s: dict, drive, pipeline: bool, cpu: float, stage) -> dict:
+    """What the stages' own CPU time allows on 2 idle cores: each stage on one core at most, all of
+    them within 2 cores' time. Render and Gaussians: their threads' CPU clocks (not slowed by other
+    processes' load); tracking: the rest of the process' CPU time per tracked frame (MediaPipe
+    works on threads of its own; video decoding is counted here too)."""
+    frames = max(s.get("frames", 0), 1)
+    render = s.get("render_cpu_ms_mean", 0.0)
+    gauss = s.get("gaussians_cpu_ms_mean", 0.0) if pipeline else 0.0
+    used = render * frames + (1000 * stage.cpu if pipeline and stage is not None else 0.0)
+    track = max(1000 * cpu - used, 0.0) / max(drive.tracked, 1)
+    stages = [track, render] + ([gauss] if pipeline else [])
+    return {"stage_cpu_ms": [round(x, 1) for x in stages],
+            "fps_bound_2_idle_cores": round(1000 / max(max(stages), sum(stages) / 2), 1)}
 
 
 def main(argv=None) -> int:
@@ -185,6 +144,8 @@ def main(argv=None) -> int:
                     + " (e.g. baseline,new,baseline,new: speed as a ratio on a shared machine)")
     ap.add_argument("--quality", action="store_true",
                     help="also check the live level of detail against the full avatar (PSNR)")
+    ap.add_argument("--live-threads", type=int, default=1,
+                    help="torch threads while live_frames runs (all variants but baseline; 0: torch's)")
     ap.add_argument("--lod-min-weight", type=float, default=None,
                     help="pixels under which a Gaussian is left out (default styletalker.lod.MIN_WEIGHT)")
     ap.add_argument("--json", default=str(ROOT / "out" / "bench" / "live.json"))
@@ -200,14 +161,17 @@ def main(argv=None) -> int:
         ap.error(f"unknown variant(s) {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
     runs = []
     for v in variants:
-        r = run(a.work, driver, a.seconds, a.size, a.num_faces, a.edit, v, a.lod_min_weight)
+        r = run(a.work, driver, a.seconds, a.size, a.num_faces, a.edit, v, a.lod_min_weight, a.live_threads)
         runs.append(r)
         extra = f", Gaussians {r['gaussians_ms_mean']:.0f} ms (own thread)" if r.get("pipeline") else ""
         print(f"{v}: {r['fps']:.1f} frames/s sustained (goal 25), latency {r['latency_ms_median']:.0f} ms median / "
               f"{r['latency_ms_p95']:.0f} ms p95, render {r['render_ms_median']:.0f} ms{extra}, tracking "
               f"{r['track_ms_mean']:.0f} ms per frame; {r['skipped_by_tracker']} of {r['driver_frames']} driver "
-              f"frames skipped by the tracker; {r['gaussians']} Gaussians at {a.size} px; load average "
-              f"{r['load_average_1min'][0]:g} -> {r['load_average_1min'][1]:g}", flush=True)
+              f"frames skipped by the tracker; {r['gaussians_drawn']} of {r['gaussians']} Gaussians drawn at {a.size} px; "
+              f"load average "
+              f"{r['load_average_1min'][0]:g} -> {r['load_average_1min'][1]:g}; CPU per stage "
+              f"{' / '.join(f'{x:g}' for x in r['stage_cpu_ms'])} ms (tracking / render / Gaussians): at most "
+              f"{r['fps_bound_2_idle_cores']:g} frames/s on 2 idle cores", flush=True)
     if a.quality:
         q = quality(a.work, a.edit, a.size, a.lod_min_weight)
         print(f"live level of detail: {q['kept']} of {q['gaussians']} Gaussians drawn; PSNR against the full avatar: "

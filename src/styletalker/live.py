@@ -366,7 +366,7 @@ class LiveDrive(_Newest):
         self.retarget = LiveRetarget(scene, pose=pose, retarget=retarget, gain=gain)
         self._size, self._num_faces = size, num_faces
         self.tracked = self.no_face = self.skipped = 0
-        self.track_seconds = 0.0
+        self.track_seconds = self.track_cpu = 0.0  # wall and thread CPU time of the tracked frames
         self._tracker: LiveTracker | None = None
 
     def start(self) -> "LiveDrive":
@@ -384,13 +384,14 @@ class LiveDrive(_Newest):
         for f in self.source.results(self._stop):
             self.skipped += f.seq - seen - 1
             seen = f.seq
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             tr = tracker.track(f.image, f.media_time)
             if tr is None:
                 self.no_face += 1
                 continue
             expr, pose = self.retarget(tr)
             self.track_seconds += time.perf_counter() - t0
+            self.track_cpu += time.thread_time() - c0
             self.tracked += 1
             self._publish(lambda n: DriveFrame(n, f.arrival, f.media_time, expr, pose))
 
@@ -412,7 +413,7 @@ class LiveGaussians(_Newest):
     def __init__(self, scene, drive: LiveDrive, scale: float = 1.0, live: bool = True):
         super().__init__()
         self.scene, self.drive, self.scale, self.live = scene, drive, scale, live
-        self.computed, self.seconds = 0, 0.0  # frames whose Gaussians were computed, time spent
+        self.computed, self.seconds, self.cpu = 0, 0.0, 0.0  # frames whose Gaussians were computed, wall / CPU time
 
     def start(self) -> "LiveGaussians":
         self._start_thread()
@@ -425,10 +426,11 @@ class LiveGaussians(_Newest):
 
         dev = next(self.scene.avatar.parameters()).device
         for f in self.drive.results(self._stop):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             frozen = self.scene.frozen_for(torch.from_numpy(f.pose), self.scale, self.live)
             frozen(torch.as_tensor(f.expression, dtype=torch.float32).to(dev))
             self.seconds += time.perf_counter() - t0
+            self.cpu += time.thread_time() - c0
             self.computed += 1
             self._publish(lambda n: dataclasses.replace(f, seq=n))
 
@@ -439,12 +441,15 @@ class LiveStats:
     def __init__(self):
         self.latency: list[float] = []
         self.render: list[float] = []
+        self.render_cpu: list[float] = []  # thread CPU time of each render (load-independent)
         self.first: float | None = None
         self.last: float | None = None
         self.stage: LiveGaussians | None = None  # set by live_frames when pipelined
 
-    def add(self, arrival: float, render_seconds: float) -> None:
+    def add(self, arrival: float, render_seconds: float, render_cpu: float | None = None) -> None:
         now = time.perf_counter()
+        if render_cpu is not None:
+            self.render_cpu.append(render_cpu)
         self.first = now if self.first is None else self.first
         self.last = now
         self.latency.append(now - arrival)
@@ -467,20 +472,24 @@ class LiveStats:
                 "latency_ms_median": round(float(np.median(lat)), 1),
                 "latency_ms_p95": round(float(np.percentile(lat, 95)), 1),
                 "render_ms_median": round(float(np.median(ren)), 1),
-                **({"pipeline": True, "gaussians_ms_mean": round(1000 * self.stage.seconds / max(self.stage.computed, 1), 1)}
+                **({"render_cpu_ms_mean": round(1000 * float(np.mean(self.render_cpu)), 1)} if self.render_cpu else {}),
+                **({"pipeline": True, "gaussians_ms_mean": round(1000 * self.stage.seconds / max(self.stage.computed, 1), 1),
+                    "gaussians_cpu_ms_mean": round(1000 * self.stage.cpu / max(self.stage.computed, 1), 1)}
                    if self.stage is not None else {"pipeline": False})}
 
 
 def live_frames(scene, drive: LiveDrive, *, scale: float = 1.0, stats: LiveStats | None = None,
                 stop: threading.Event | None = None, duration: float | None = None, max_frames: int | None = None,
-                pipeline: bool = True, lod: bool = True):
+                pipeline: bool = True, lod: bool = True, torch_threads: int | None = 1):
     """Render the newest result of a started ``drive`` each time there is one: yields
     ``(DriveFrame, image)`` until the source ends, ``duration`` seconds of source time or
     ``max_frames`` source frames have passed, or ``stop`` is set. ``stats`` records each image.
     ``pipeline``: the Gaussians of the next frame are computed on a thread of their own
     (:class:`LiveGaussians`) while this one rasterizes; otherwise both happen here, one after the
     other. ``lod``: views the live level of detail covers are drawn with its pruned avatar
-    (:mod:`styletalker.lod`; made here unless the scene has it, a few seconds once per avatar)."""
+    (:mod:`styletalker.lod`; made here unless the scene has it, a few seconds once per avatar).
+    ``torch_threads``: torch's intra-op threads while this runs (restored after): tracking,
+    Gaussians and rasterization already keep the cores busy, one thread each (None: unchanged)."""
     import torch
 
     from .lod import live_lod
@@ -497,19 +506,24 @@ def live_frames(scene, drive: LiveDrive, *, scale: float = 1.0, stats: LiveStats
             return True
         return max_frames is not None and source.published >= max_frames
 
+    threads = torch.get_num_threads()
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
     stage = LiveGaussians(scene, drive, scale, lod).start() if pipeline else None
     if stats is not None:
         stats.stage = stage
     try:
         for f in (stage or drive).results(stop, until=finished):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             img = scene.render(f.expression, torch.from_numpy(f.pose), scale, live=lod)
             if stats is not None:
-                stats.add(f.arrival, time.perf_counter() - t0)
+                stats.add(f.arrival, time.perf_counter() - t0, time.thread_time() - c0)
             yield f, img
     finally:
         if stage is not None:
             stage.stop()
+        if torch_threads:
+            torch.set_num_threads(threads)
     if stage is not None and stage.error is not None:
         raise stage.error
 

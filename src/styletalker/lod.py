@@ -258,7 +258,9 @@ def live_lod(scene, min_weight: float = MIN_WEIGHT) -> LiveLOD | None:
         weight = None
         if path is not None and path.is_file():
             try:
-                weight = torch.load(path, weights_only=True)
+                from .safeload import load_torch
+
+                weight = load_torch(path, "level-of-detail cache")
                 if weight.shape != (scene.avatar.num_points,):
                     weight = None
             except Exception:

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
+from ..safeload import load_npz
 from ..workdir import (STAGE_FILE, atomic_write_json, is_complete, log, progress as progress_bar, read_json,
                        replace_dir, save_npz, write_image)
 from ..workfolder import WorkFolder
@@ -102,8 +103,7 @@ def _preprocess(video: Path, wf: WorkFolder, o: TrackOptions, force: bool, progr
     t0 = time.time()
     track_npz, track_json = partial / "track.npz", partial / "track.json"
     if track_npz.is_file() and track_json.is_file():
-        with np.load(track_npz) as z:
-            tr = {k: z[k] for k in z.files}
+        tr = load_npz(track_npz, "tracking checkpoint")
         meta = read_json(track_json)
         tr.update(expression_names=meta["expression_names"], stats=meta["stats"], box=tuple(meta["box"]))
         raw_info = meta["raw"]

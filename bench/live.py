@@ -1,15 +1,22 @@
 """Live driving, measured: a driver video fed at its real frame rate through the live pipeline
-(styletalker.live: newest-frame hand-over, tracking on one thread, rendering on the caller's), as
-`styletalker animate WORK --driver 0` and the viewer's drive panel run it.
+(styletalker.live: newest-frame hand-over; tracking, the avatar's Gaussians and rasterization on
+threads of their own), as `styletalker animate WORK --driver 0` and the viewer's drive panel run it.
 
     python bench/live.py [--work out/demo/work] [--driver data/videos/cap13_edit2.mp4]
                          [--seconds 20] [--size 256] [--num-faces 2] [--torch-threads 1]
+                         [--variants baseline,new,baseline,new] [--quality] [--profile]
                          [--json out/bench/live.json]
 
-Reports, over the run: frames/s at which the avatar was updated (sustained: rendered images over
-the wall time between the first and the last one), latency from a driver frame's arrival (its
-due time in the video) to the finished avatar image (median and 95th percentile), render and
-tracking time per frame, and how many driver frames were skipped because the tracker was busy.
+Reports, per variant run (back to back in one process, so that a shared machine's load hits them
+alike; the ratio to ``baseline`` at the end): frames/s at which the avatar was updated (sustained:
+rendered images over the wall time between the first and the last one), latency from a driver
+frame's arrival (its due time in the video) to the finished avatar image (median and 95th
+percentile), render and tracking time per frame, how many driver frames were skipped because the
+tracker was busy, each stage's own CPU time and the frames/s that allows on 2 idle cores.
+Variants: ``baseline`` (the code before issue 11's speed-ups: the avatar's forward and the render
+in turn on the caller's thread), ``frozen`` (FrozenAvatar), ``pipelined`` (+ Gaussians on their own
+thread), ``new`` (+ the live level of detail: what live driving does now). ``--quality``: the
+level of detail's PSNR against the full avatar; ``--profile``: one frame in parts, before / after.
 The goal (issue 11) is 25 frames/s at 256 px on 2 CPU cores. With the machine, load average and
 commit in the JSON. ``--num-faces 1`` asks MediaPipe for one face (it re-detects less often; other
 blendshapes than the preprocessing tracker, docs/viewer.md).
@@ -128,6 +135,137 @@ def _idle_bound(s: dict, drive, pipeline: bool, cpu: float, stage) -> dict:
             "fps_bound_2_idle_cores": round(1000 / max(max(stages), sum(stages) / 2), 1)}
 
 
+def _summary(vals) -> dict:
+    got = [v for v in vals if v is not None]
+    return {"n": len(got), "drawn_in_full": len(vals) - len(got), "psnr_min": round(min(got), 2) if got else None,
+            "psnr_mean": round(float(np.mean(got)), 2) if got else None}
+
+
+def quality(work, edit: str | None = None, size: int = 256, min_weight: float | None = None) -> dict:
+    """The live level of detail against the full avatar: PSNR (dB) of the pruned avatar's
+    pictures on every training frame at ``size`` px, and on the reference view turned between and
+    up to the probed head turns (within lod.MAX_ANGLE) at training expressions, at ``size`` and
+    twice ``size`` px (the viewer's default 512)."""
+    import torch
+
+    from styletalker.animate import load_scene
+    from styletalker.lod import live_lod, turn
+    from styletalker.metrics import psnr
+    from styletalker.preprocess import load_dataset
+    from styletalker.render import Camera
+
+    scene = load_scene(work, edit, "cpu")
+    lod = live_lod(scene, *([min_weight] if min_weight else []))
+    ds = load_dataset(scene.work)
+    bg = torch.tensor(scene.background)
+
+    def both(expr, K, w2c, w, h):
+        cam = Camera(K, w2c, w, h)
+        if not lod.covers(K, w2c):  # live driving draws this view with the full avatar
+            return None
+        with torch.no_grad():
+            a = scene.frozen.render(expr, cam, bg).image.clamp(0, 1)
+            b = lod.frozen.render(expr, cam, bg).image.clamp(0, 1)
+        return psnr(b, a)
+
+    out = {"gaussians": scene.avatar.num_points, "kept": lod.kept, "min_weight_px": lod.min_weight}
+    s = size / ds.height
+    train = []
+    for i in range(ds.expression.shape[0]):
+        K = ds.K[i].clone()
+        K[:2] *= s
+        train.append(both(ds.expression[i], K, ds.world_to_cam[i], round(ds.width * s), size))
+    out["train_frames"] = _summary(train)
+    ref = scene.ref_pose.double().numpy()
+    turns = [(8, 0), (22, 0), (-22, 9), (24, -13), (-24, 13), (0, 22), (-11, -19), (19, 19), (28, 0), (-28, 0),
+             (0, -28), (7, 27)]  # between and up to the probed turns (lod.RINGS)
+    n = ds.expression.shape[0]
+    for px in (size, 2 * size):
+        K = scene.K.clone()
+        K[:2] *= px / scene.height
+        vals = [both(ds.expression[(37 * j) % n], K, torch.from_numpy(ref @ turn(lod.pivot, y, p)).float(),
+                     round(scene.width * px / scene.height), px) for j, (y, p) in enumerate(turns)]
+        rng = np.random.default_rng(0)  # and random turns within lod.MAX_ANGLE at random training expressions
+        for _ in range(20 if px == size else 0):
+            a, phi = 28.0 * math.sqrt(rng.random()), 2 * math.pi * rng.random()
+            vals.append(both(ds.expression[int(rng.integers(n))], K,
+                             torch.from_numpy(ref @ turn(lod.pivot, a * math.cos(phi), a * math.sin(phi))).float(),
+                             round(scene.width * px / scene.height), px))
+            turns.append((round(a * math.cos(phi), 1), round(a * math.sin(phi), 1)))
+        out[f"turned_{px}px"] = _summary(vals)
+        out[f"turned_{px}px"]["psnr"] = {f"yaw {y} pitch {p}": (round(v, 1) if v is not None else None)
+                                         for (y, p), v in zip(turns, vals)}
+    return out
+
+
+def profile(work, edit: str | None = None, size: int = 256, repeats: int = 30) -> dict:
+    """One live frame in parts (ms, median over ``repeats`` random expressions, on the calling
+    thread with torch's current threads): before (the avatar's forward) and after (FrozenAvatar,
+    full and with the live level of detail), projection + sort, rasterization, background."""
+    import torch
+
+    from styletalker.animate import load_scene
+    from styletalker.lod import live_lod
+    from styletalker.render.cpu import project_cpu, rasterize_cpu, sort_by_depth
+
+    scene = load_scene(work, edit, "cpu")
+    av = scene.avatar
+    lod = live_lod(scene)
+    cam = scene.camera(scene.ref_pose, size / scene.height)
+    bg = torch.tensor(scene.background)
+    rng = np.random.default_rng(0)
+    T: dict = {}
+
+    def tick(k, t0):
+        T.setdefault(k, []).append(time.perf_counter() - t0)
+        return time.perf_counter()
+
+    def raster(g, tag):
+        t = time.perf_counter()
+        xy, conic, depth, valid = project_cpu(g.means, g.quats, g.scales, cam)
+        order = sort_by_depth(depth, valid)
+        t = tick(f"projection + sort {tag}", t)
+        out, Tr = rasterize_cpu(xy, conic, g.opacities, torch.cat([g.colors, depth[:, None]], 1), order,
+                                cam.height, cam.width)
+        t = tick(f"rasterization {tag}", t)
+        (out[..., :3] + Tr[..., None] * bg).clamp(0, 1).numpy()
+        tick(f"background + numpy {tag}", t)
+
+    n = av.num_points
+    with torch.no_grad():
+        for _ in range(repeats + 5):
+            e = scene.neutral_expression + 0.3 * torch.from_numpy(rng.random(av.config["n_expr"]).astype(np.float32)) \
+                * (av.expr_max - av.expr_min)
+            x = av.expression_input(e)
+            t = time.perf_counter()
+            av._attribute_residuals(x)
+            t = tick("before: MLP_attr", t)
+            av.color(av.features, x)
+            t = tick("before: MLP_color", t)
+            av.deformed_mesh(e)
+            t = tick("before: MLP_deform (mesh)", t)
+            g = av(e)
+            t = tick("before: Gaussians, all (forward)", t)
+            raster(g, f"({n})")
+            fz = scene.frozen
+            fz._memo.clear()
+            t = time.perf_counter()
+            fz._attribute_residuals(x)
+            t = tick("after: MLP_attr", t)
+            fz.color(x)
+            t = tick("after: MLP_color", t)
+            fz.deform(x)
+            t = tick("after: MLP_deform (mesh)", t)
+            fz(e)
+            t = tick("after: Gaussians, all (FrozenAvatar)", t)
+            lod.frozen._memo.clear()
+            t = time.perf_counter()
+            gl = lod.frozen(e)
+            tick(f"after: Gaussians, all (level of detail, {lod.kept})", t)
+            raster(gl, f"({lod.kept})")
+    return {k: round(1000 * float(np.median(v[5:])), 2) for k, v in T.items()}
+
+
 def main(argv=None) -> int:
     from styletalker.assets import find_asset
 
@@ -142,6 +280,7 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default="new",
                     help="comma-separated, run back to back in this order: " + ", ".join(VARIANTS)
                     + " (e.g. baseline,new,baseline,new: speed as a ratio on a shared machine)")
+    ap.add_argument("--profile", action="store_true", help="also time one frame in parts, before and after")
     ap.add_argument("--quality", action="store_true",
                     help="also check the live level of detail against the full avatar (PSNR)")
     ap.add_argument("--live-threads", type=int, default=1,
@@ -178,7 +317,13 @@ def main(argv=None) -> int:
               + "; ".join(f"{k} min {v['psnr_min']} / mean {v['psnr_mean']} dB ({v['n']} views, "
                           f"{v['drawn_in_full']} outside it)"
                           for k, v in q.items() if isinstance(v, dict)), flush=True)
-    res = {**(runs[-1] if runs else {}), "runs": runs, **({"quality": q} if a.quality else {}), "machine": machine(),
+    prof = None
+    if a.profile:
+        prof = profile(a.work, a.edit, a.size)
+        for k, v in prof.items():
+            print(f"  {k:50s} {v:7.2f} ms")
+        print(f"  (profile: torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f})", flush=True)
+    res = {**(runs[-1] if runs else {}), "runs": runs, **({"profile_ms": prof} if prof else {}), **({"quality": q} if a.quality else {}), "machine": machine(),
            "command": " ".join(["python", "bench/live.py", *(argv if argv is not None else sys.argv[1:])])}
     if "baseline" in variants and len(set(variants)) > 1:
         base = [r["fps"] for r in runs if r["variant"] == "baseline"]

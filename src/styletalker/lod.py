@@ -23,7 +23,8 @@ for, and the full avatar otherwise (docs/viewer.md "Live driving"):
   most :data:`MAX_ZOOM` times as much as a :data:`PROBE_HEIGHT`-pixel reference view.
 
 The contributions are computed once per avatar file (seconds to a minute) and kept in memory and
-in ``~/.cache/styletalker/lod/`` (``$XDG_CACHE_HOME``; ``$STYLETALKER_LOD_CACHE`` names the folder). ``STYLETALKER_LIVE_LOD=0`` turns it off.
+in ``~/.cache/styletalker/lod/`` (``$XDG_CACHE_HOME``; ``$STYLETALKER_LOD_CACHE`` names the
+folder). ``STYLETALKER_LIVE_LOD=0`` turns it off.
 Quality check: ``python bench/live.py --quality`` (PSNR of the pruned avatar's pictures against
 the full avatar's on every training frame and on turned views between the probed ones).
 """

@@ -288,8 +288,8 @@ class Viewer:
 
     def serve_forever(self) -> None:
         url = self.start()
-        print(f"viewer: {url} (avatar {self.scenes[ORIGINAL].source}; Ctrl-C to stop)", flush=True)
-        try:
+        try:  # the URL is printed inside: a Ctrl-C right after it (a test reads it and stops us) is caught too
+            print(f"viewer: {url} (avatar {self.scenes[ORIGINAL].source}; Ctrl-C to stop)", flush=True)
             while not self._stop.is_set():
                 time.sleep(0.5)
         except KeyboardInterrupt:

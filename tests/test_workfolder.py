@@ -155,3 +155,69 @@ def test_lock_second_process_exits_2_and_a_killed_one_does_not_block(franck_work
         with WorkFolder(work).lock("nested"):
             pass
         assert (work / LOCK_FILE).read_text().startswith(f"PID {os.getpid()}: this test")
+
+
+# names of stage folders and files; only styletalker/workfolder.py (and workdir.py's STAGE_FILE) may spell them
+_LAYOUT_NAMES = {"preprocess", "reconstruct", "edits", "renders", "mesh", "prior", "gaussians", "dataset", "previews",
+                 "avatar.pt", "avatar.ply", "mesh.obj", "checkpoint.pt", "metrics.json", "config.json", "stage.json"}
+
+
+def _path_literals(path):
+    """(line, name) of every string literal that is joined onto a path (``x / "mesh"``) or that is
+    a path ending in ``/<name>`` (``"*/metrics.json"``; no spaces: not help text) with a layout name."""
+    import ast
+    import io
+    import tokenize
+
+    out, prev = [], None
+    for tok in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+        if tok.type in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
+            continue
+        if tok.type == tokenize.STRING and not tok.string.lower().startswith(("f", "rf", "fr", "b")):
+            try:
+                v = ast.literal_eval(tok.string)
+            except (ValueError, SyntaxError):
+                v = None
+            if isinstance(v, str) and ((prev is not None and prev.string == "/" and v in _LAYOUT_NAMES)
+                                       or ("/" in v and not any(c.isspace() for c in v)
+                                           and v.rsplit("/", 1)[1] in _LAYOUT_NAMES)):
+                out.append((tok.start[0], v))
+        prev = tok
+    return out
+
+
+def test_layout_names_live_in_workfolder_only():
+    """No module joins a stage folder's or file's name onto a path itself: WorkFolder and the
+    constants of styletalker.workfolder are the one place naming them (issue 13)."""
+    from pathlib import Path
+
+    import styletalker
+
+    root = Path(styletalker.__file__).parent
+    allowed = {root / "workfolder.py", root / "workdir.py"}
+    found = {f"{p.relative_to(root)}:{line}: {v!r}" for p in root.rglob("*.py") if p not in allowed
+             for line, v in _path_literals(p)}
+    assert not found, "\n".join(sorted(found))
+    # and the check does catch one
+    probe = Path(__file__).with_name("_layout_probe.txt")
+    try:
+        probe.write_text('p = out / "checkpoint.pt"\nq = rec / "mesh"\nd = {"mesh": 1}\n')
+        assert _path_literals(probe) == [(1, "checkpoint.pt"), (2, "mesh")]
+    finally:
+        probe.unlink()
+
+
+def test_reconstruct_layout_is_unchanged(franck_avatar_work):
+    """The names WorkFolder gives are those of every work folder written so far (docs/FORMATS.md),
+    and a real reconstruction wrote its files under them."""
+    from styletalker.workfolder import CHECKPOINT_FILE, MESH_OBJ, METRICS_FILE
+
+    wf = WorkFolder(franck_avatar_work)
+    rec = franck_avatar_work / "reconstruct"
+    assert (wf.mesh_stage, wf.prior_stage, wf.gaussians_stage, wf.reconstruct_renders, wf.metrics()) == (
+        rec / "mesh", rec / "prior", rec / "gaussians", rec / "renders", rec / "metrics.json")
+    assert wf.metrics("x") == franck_avatar_work / "edits" / "x" / "metrics.json"
+    assert (CHECKPOINT_FILE, METRICS_FILE, MESH_OBJ) == ("checkpoint.pt", "metrics.json", "mesh.obj")
+    for p in (wf.mesh_stage / CHECKPOINT_FILE, wf.mesh_stage / MESH_OBJ, wf.gaussians_stage / CHECKPOINT_FILE,
+              wf.metrics(), wf.reconstruct_renders / "orbit.png", rec / "avatar.ply"):
+        assert p.is_file(), p

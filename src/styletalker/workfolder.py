@@ -1,8 +1,9 @@
 """The work folder as one object: its layout, avatar lookup, training views, input fingerprints,
 the resume rule and the lock (docs/FORMATS.md, "Work folder rules").
 
-* **Layout.** :class:`WorkFolder` owns every stage's folder and file name; nothing else joins
-  ``"preprocess"``, ``"reconstruct"``, ``"edits"`` or ``"avatar.pt"`` onto a work folder.
+* **Layout.** :class:`WorkFolder` and the constants of this module own every stage's folder and
+  file name, inside stage folders too (``mesh/``, ``prior/``, ``gaussians/``, ``checkpoint.pt``,
+  ``metrics.json``, ...); nothing else spells them (tests/test_workfolder.py checks it).
 * **Records and fingerprints.** A stage writes ``<stage>/config.json`` before anything else: its
   options, and for each input stage that stage's fingerprint and options. Its own fingerprint is a
   hash of its options (minus :data:`NOT_COMPARED`) and its inputs' fingerprints; it goes into
@@ -43,6 +44,17 @@ RENDERS = "renders"
 AVATAR_FILE = "avatar.pt"
 CONFIG_FILE = "config.json"
 LOCK_FILE = ".styletalker.lock"
+# names inside a stage folder (docs/FORMATS.md); the on-disk layout is unchanged since format 1
+CHECKPOINT_FILE = "checkpoint.pt"   # resumable state: reconstruct/mesh/, reconstruct/gaussians/, edits/NAME/
+METRICS_FILE = "metrics.json"       # reconstruct/, edits/NAME/
+MESH_DIR = "mesh"                   # reconstruct/mesh/: stage 1 (DMTet)
+PRIOR_DIR = "prior"                 # reconstruct/prior/: multi-view prior views
+GAUSSIANS_DIR = "gaussians"         # reconstruct/gaussians/: stage 2
+MESH_OBJ = "mesh.obj"               # reconstruct/mesh/mesh.obj
+AVATAR_PLY = "avatar.ply"           # reconstruct/avatar.ply
+DATASET_DIR = "dataset"             # edits/NAME/dataset/: edited training images, strengths.json
+PREVIEWS_DIR = "previews"           # edits/NAME/previews/
+# (RENDERS also names reconstruct/renders/, the reconstruction's check images)
 # top-level record keys never compared: the device (a run may resume on another one) and the description
 # of the edit backend that ran (written once it is loaded; the options that choose it are compared)
 NOT_COMPARED = ("device", "editor")
@@ -123,6 +135,27 @@ class WorkFolder:
 
     def edit(self, name: str) -> Path:
         return self.edits / name
+
+    # inside reconstruct/
+    @property
+    def mesh_stage(self) -> Path:
+        return self.reconstruct / MESH_DIR
+
+    @property
+    def prior_stage(self) -> Path:
+        return self.reconstruct / PRIOR_DIR
+
+    @property
+    def gaussians_stage(self) -> Path:
+        return self.reconstruct / GAUSSIANS_DIR
+
+    @property
+    def reconstruct_renders(self) -> Path:
+        return self.reconstruct / RENDERS
+
+    def metrics(self, edit: str | None = None) -> Path:
+        """``reconstruct/metrics.json``, or ``edits/<edit>/metrics.json``."""
+        return (self.edit(edit) if edit else self.reconstruct) / METRICS_FILE
 
     @staticmethod
     def staging(folder: Path) -> Path:
@@ -360,4 +393,5 @@ class WorkFolder:
 
 
 __all__ = ["WorkFolder", "fingerprint", "diff", "PREPROCESS", "RECONSTRUCT", "EDITS", "RENDERS", "AVATAR_FILE",
-           "CONFIG_FILE", "LOCK_FILE"]
+           "CONFIG_FILE", "LOCK_FILE", "CHECKPOINT_FILE", "METRICS_FILE", "MESH_DIR", "PRIOR_DIR", "GAUSSIANS_DIR",
+           "MESH_OBJ", "AVATAR_PLY", "DATASET_DIR", "PREVIEWS_DIR"]

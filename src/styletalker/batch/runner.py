@@ -153,7 +153,7 @@ def _running(runs: list[RowRun]) -> str:
 def _metrics(r: RowRun) -> dict:
     from ..workfolder import WorkFolder
 
-    p = WorkFolder(r.work).reconstruct / "metrics.json"
+    p = WorkFolder(r.work).metrics()
     if not r.done("reconstruct") or not p.is_file():
         return {}
     m = read_json(p)

@@ -79,15 +79,16 @@ def run(args):
         raise InputError("--prompt is required (see --list-prompts for the built-in vocabulary)")
     from ..edit.loop import run_edit
     from ..workdir import read_json
+    from ..workfolder import METRICS_FILE, PREVIEWS_DIR
 
     out = run_edit(args.work, args.prompt, name=args.name, force=args.force, progress_bars=not args.quiet,
                    evaluate=not args.no_eval, device=args.device,
                    weighting="none" if args.no_landmark_weight else "eq8", **{k: getattr(args, k) for k in OPTIONS})
     print(f"edited avatar: {out / 'avatar.pt'}")
-    m = read_json(out / "metrics.json")
+    m = read_json(out / METRICS_FILE)
     if "heldout" in m:
         s = m["heldout"]
         print(f"held-out change inside face {s['inside_face']:.4f}, outside {s['outside_face']:.4f} "
               f"(ratio {s['inside_outside_ratio']:.1f}); landmark shift {s['landmark_px']:.2f} px; "
-              f"previews: {out / 'previews'}")
+              f"previews: {out / PREVIEWS_DIR}")
     return 0

@@ -94,7 +94,7 @@ def _reconstruct_lpips(work, models, write: bool):
     else:
         r = heldout_lpips(work, models["lpips"], models["device"])
     if write:
-        path = WorkFolder(work).reconstruct / "metrics.json"
+        path = WorkFolder(work).metrics()
         m = read_json(path)
         m["lpips"] = r["lpips"]
         for f in m.get("per_frame", []):
@@ -107,17 +107,18 @@ def _edit_metrics(work, models, args) -> dict:
     """Orbit metrics of every finished edit; stored under "orbit" in its metrics.json unless --no-write."""
     from ..evaluation import edit_orbit_metrics
     from ..workdir import atomic_write_json, read_json
+    from ..workfolder import CONFIG_FILE, METRICS_FILE
 
     out = {}
     for folder in _finished_edits(work):
-        prompt = read_json(folder / "config.json")["prompt"]
+        prompt = read_json(folder / CONFIG_FILE)["prompt"]
         m = edit_orbit_metrics(work, folder.name, prompt, clip=models["clip"], clip_reason=models["clip_reason"],
                                lpips=models["lpips"], lpips_reason=models["lpips_reason"], device=models["device"],
                                views=args.orbit_views, degrees=args.orbit_degrees, source_caption=args.source_caption)
-        if not args.no_write and (folder / "metrics.json").is_file():
-            old = read_json(folder / "metrics.json")
+        if not args.no_write and (folder / METRICS_FILE).is_file():
+            old = read_json(folder / METRICS_FILE)
             old["orbit"] = m
-            atomic_write_json(folder / "metrics.json", old)
+            atomic_write_json(folder / METRICS_FILE, old)
         out[folder.name] = m
     return out
 
@@ -141,7 +142,7 @@ def _evaluate(work, args):
 
     from ..reconstruct.evaluate import recompute_metrics
     from ..workdir import read_json
-    from ..workfolder import WorkFolder
+    from ..workfolder import METRICS_FILE, WorkFolder
 
     report = {}
     rec = recompute_metrics(work, write=not args.no_write)
@@ -149,7 +150,7 @@ def _evaluate(work, args):
     models = _metric_models(args, work)
     rec["lpips"] = _reconstruct_lpips(work, models, write=not args.no_write)
     edits = {}
-    for p in sorted(WorkFolder(work).edits.glob("*/metrics.json")):
+    for p in sorted(WorkFolder(work).edits.glob(f"*/{METRICS_FILE}")):
         try:
             edits[p.parent.name] = read_json(p)
         except (OSError, ValueError) as e:
@@ -192,14 +193,14 @@ def _views(work, others, write: bool, quiet: bool) -> dict:
 
     from ..workfolder import WorkFolder
 
-    rec = WorkFolder(work).reconstruct
+    wf = WorkFolder(work)
     out = {}
     for other in others:
         name = Path(other).resolve().name
-        r = cross_view_scores(work, other, sheet=rec / "renders" / f"views_{name}.png", show_progress=not quiet)
+        r = cross_view_scores(work, other, sheet=wf.reconstruct_renders / f"views_{name}.png", show_progress=not quiet)
         out[name] = r
     if write:
-        m = read_json(rec / "metrics.json")
+        m = read_json(wf.metrics())
         m.setdefault("views", {}).update(out)
-        atomic_write_json(rec / "metrics.json", m)
+        atomic_write_json(wf.metrics(), m)
     return out

@@ -61,6 +61,7 @@ def run(args):
     from ..errors import InputError
     from ..reconstruct import run_reconstruct
     from ..workdir import read_json
+    from ..workfolder import METRICS_FILE
 
     from ..reconstruct.config import parse_assignment
 
@@ -75,6 +76,6 @@ def run(args):
     )
     from ..reconstruct.pipeline import format_metrics
 
-    m = read_json(Path(out) / "metrics.json")
+    m = read_json(Path(out) / METRICS_FILE)
     print(f"{format_metrics(m)}  -> {out}/avatar.pt")
     return 0

@@ -33,6 +33,7 @@ import torch
 from ..errors import InputError
 from ..safeload import load_torch
 from ..workdir import atomic_write_json, log, progress, save_torch, to_uint8, write_image
+from ..workfolder import DATASET_DIR, PREVIEWS_DIR
 from .options import EditOptions
 from .weighting import edit_loss, landmark_weight, render_with_weight, sample_b
 
@@ -224,7 +225,7 @@ def _edit(wf, out: Path, record: dict, opts: EditOptions, progress_bars: bool, e
           device: str, hook) -> None:
     from ..avatar import AvatarExtra, GaussianAvatar
     from ..device import resolve_device
-    from ..workfolder import AVATAR_FILE
+    from ..workfolder import AVATAR_FILE, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE
     from .editors import get_editor
 
     prompt, name = opts.prompt, record["name"]
@@ -232,13 +233,13 @@ def _edit(wf, out: Path, record: dict, opts: EditOptions, progress_bars: bool, e
     device = resolve_device(device)
     editor = get_editor(opts.editor, model_path=opts.editor_model, device=device, **opts.editor_kwargs())
     editor.check_prompt(prompt)
-    atomic_write_json(out / "config.json", {**record, "editor": editor.describe()})  # which backend ran
+    atomic_write_json(out / CONFIG_FILE, {**record, "editor": editor.describe()})  # which backend ran
 
     avatar0 = GaussianAvatar.load(src_path).to(device)
     data = wf.training_views(avatar0)
     avatar = GaussianAvatar.load(src_path).to(device)
     state, opt_state, rng_state = EditState(), None, None
-    ck = out / "checkpoint.pt"
+    ck = out / CHECKPOINT_FILE
     if ck.is_file():
         try:
             blob = load_torch(ck, "edit checkpoint")  # no code from a foreign folder
@@ -259,7 +260,7 @@ def _edit(wf, out: Path, record: dict, opts: EditOptions, progress_bars: bool, e
             log(f"{ck}: cannot resume ({type(e).__name__}: {e}); starting over")
             avatar = GaussianAvatar.load(src_path).to(device)
             state, opt_state, rng_state = EditState(), None, None
-            shutil.rmtree(out / "dataset", ignore_errors=True)
+            shutil.rmtree(out / DATASET_DIR, ignore_errors=True)
 
     saved = dict(state.edited)  # view -> the edited image last exported to dataset/
 
@@ -294,7 +295,7 @@ def _edit(wf, out: Path, record: dict, opts: EditOptions, progress_bars: bool, e
         metrics["heldout"] = ev["summary"]
         metrics["heldout_per_view"] = ev["per_view"]
         metrics["heldout_views"] = [int(v) for v in data.test_idx.tolist()]
-    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_json(out / METRICS_FILE, metrics)
     wf.complete(out, record, prompt=prompt, iters=opts.iters, seconds=round(time.time() - t0, 2))
     if progress_bars and evaluate:
         s = metrics["heldout"]
@@ -306,8 +307,8 @@ def _export_dataset(out: Path, data, state: EditState, images: dict) -> None:
     """``dataset/%06d.png`` for ``images`` (view -> edited image) and ``dataset/strengths.json``
     for every edited view: a readable copy of the checkpoint's edited images and their b."""
     for i, img in images.items():
-        write_image(out / "dataset" / f"{data.frame_id(i):06d}.png", img)
-    atomic_write_json(out / "dataset" / "strengths.json",
+        write_image(out / DATASET_DIR / f"{data.frame_id(i):06d}.png", img)
+    atomic_write_json(out / DATASET_DIR / "strengths.json",
                       {str(data.frame_id(i)): b for i, b in sorted(state.strengths.items())})
 
 
@@ -344,10 +345,10 @@ def write_previews(avatar0, avatar, data, out: Path, state: EditState, n: int = 
     for i in (data.test_idx.tolist() or data.train_idx.tolist())[:n]:
         r1 = rend(avatar, i)
         rows.append(np.concatenate([data.original(i), rend(avatar0, i), r1], axis=1))
-        write_image(out / "previews" / f"view_{data.frame_id(i):06d}.png", r1)
+        write_image(out / PREVIEWS_DIR / f"view_{data.frame_id(i):06d}.png", r1)
     if rows:
-        write_image(out / "previews" / "heldout.png", np.concatenate(rows, axis=0))
+        write_image(out / PREVIEWS_DIR / "heldout.png", np.concatenate(rows, axis=0))
     rows = [np.concatenate([data.original(i), state.edited[i], rend(avatar, i)], axis=1)
             for i in sorted(state.edited)[:n]]
     if rows:
-        write_image(out / "previews" / "training.png", np.concatenate(rows, axis=0))
+        write_image(out / PREVIEWS_DIR / "training.png", np.concatenate(rows, axis=0))

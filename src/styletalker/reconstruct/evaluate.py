@@ -111,10 +111,10 @@ def recompute_metrics(work, write: bool = True) -> dict:
     av = GaussianAvatar.load(wf.avatar())
     data = wf.training_views(av)
     m, _ = evaluate_avatar(av, data)
-    old = read_json(rec / "metrics.json") if (rec / "metrics.json").is_file() else {}
+    old = read_json(wf.metrics()) if wf.metrics().is_file() else {}
     new = dict(old)
     new.update({"psnr": m["psnr"], "ssim": m["ssim"], "psnr_head": m["psnr_head"], "heldout_frames": m["frames"],
                 "per_frame": m["per_frame"]})
     if write:
-        atomic_write_json(rec / "metrics.json", new)
+        atomic_write_json(wf.metrics(), new)
     return new

@@ -19,7 +19,8 @@ import torch
 
 from ..errors import InputError, MissingStageError
 from ..workdir import STAGE_FILE, atomic_write_json, is_complete, log, mark_complete, read_json
-from ..workfolder import AVATAR_FILE, PREPROCESS, WorkFolder
+from ..workfolder import (AVATAR_FILE, AVATAR_PLY, CHECKPOINT_FILE, GAUSSIANS_DIR, MESH_DIR, MESH_OBJ, METRICS_FILE,
+                          PREPROCESS, PRIOR_DIR, RENDERS, WorkFolder)
 from . import config as C
 from .checkpoint import load_state, resume_from, save_state, train_loop
 from .data import ReconData, from_options
@@ -80,7 +81,7 @@ def set_initial_shape(model: DMTetHead, cfg: C.ReconstructConfig, data: ReconDat
 # ---------------------------------------------------------------------------------------------
 def run_mesh_stage(cfg: C.ReconstructConfig, data: ReconData, folder: Path, show_progress: bool, hook) -> tuple[DMTetHead, dict]:
     folder.mkdir(parents=True, exist_ok=True)
-    ckpt = folder / "checkpoint.pt"
+    ckpt = folder / CHECKPOINT_FILE
     model = build_mesh_model(cfg, data)
     tc = cfg.mesh.train
     st = load_state(ckpt)
@@ -129,7 +130,7 @@ def run_mesh_stage(cfg: C.ReconstructConfig, data: ReconData, folder: Path, show
         mesh = model.extract()
         e = data.expression[data.neutral_index]
         cols = model.colors(mesh, e)
-    write_obj(folder / "mesh.obj", mesh.verts.cpu().numpy(), mesh.faces.cpu().numpy(), cols.cpu().numpy(),
+    write_obj(folder / MESH_OBJ, mesh.verts.cpu().numpy(), mesh.faces.cpu().numpy(), cols.cpu().numpy(),
               header="styletalker stage-1 DMTet surface, canonical head space (dm), colours at the neutral frame")
     save_state(ckpt, model=model.state_dict(), optimizer=opt.state_dict(), generator=gen.get_state(),
                iteration=tc.iters, info=info, config=cfg.to_json())
@@ -193,7 +194,7 @@ def run_prior_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead 
 def run_gauss_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead | None, views, folder: Path,
                     show_progress: bool, hook):
     folder.mkdir(parents=True, exist_ok=True)
-    ckpt = folder / "checkpoint.pt"
+    ckpt = folder / CHECKPOINT_FILE
     tc = cfg.gauss.train
     st = load_state(ckpt)
     train_deform = model is None or cfg.gauss.retrain_deform
@@ -314,22 +315,22 @@ def _reconstruct(cfg: C.ReconstructConfig, ds, out: Path, record: dict, progress
 
     model, mesh_info = None, None
     if cfg.mesh.enabled:
-        model, mesh_info = run_mesh_stage(cfg, data, out / "mesh", progress, hook)
+        model, mesh_info = run_mesh_stage(cfg, data, out / MESH_DIR, progress, hook)
     views, prior_info = None, {"backend": "none"}
     if cfg.prior.backend != "none":
-        views, prior_info = run_prior_stage(cfg, data, model, out / "prior")
-    av, gauss_info = run_gauss_stage(cfg, data, model, views, out / "gaussians", progress, hook)
+        views, prior_info = run_prior_stage(cfg, data, model, out / PRIOR_DIR)
+    av, gauss_info = run_gauss_stage(cfg, data, model, views, out / GAUSSIANS_DIR, progress, hook)
 
     # outputs
     av.eval()
     extra = AvatarExtra.for_reconstruction(asdict(cfg.data), data.neutral_index, data.y_cut, cfg.preset)
     av_cpu = av.to("cpu")
     av_cpu.save(out / AVATAR_FILE, **extra)
-    _save_ply(out / "avatar.ply", av_cpu)
+    _save_ply(out / AVATAR_PLY, av_cpu)
     data_cpu = data if cfg.device == "cpu" else _to(data, "cpu")
     metrics, renders = evaluate_avatar(av_cpu, data_cpu)
-    save_side_by_side(out / "renders", data_cpu, renders)
-    save_orbit(out / "renders" / "orbit.png", av_cpu, data_cpu, sphere_init(data_cpu, cfg.mesh.radius)[0])
+    save_side_by_side(out / RENDERS, data_cpu, renders)
+    save_orbit(out / RENDERS / "orbit.png", av_cpu, data_cpu, sphere_init(data_cpu, cfg.mesh.radius)[0])
     result = {"psnr": metrics["psnr"], "ssim": metrics["ssim"], "psnr_head": metrics["psnr_head"],
               "heldout_frames": metrics["frames"], "per_frame": metrics["per_frame"],
               "init": gauss_info.get("heldout_init"), "preset": cfg.preset,
@@ -339,13 +340,13 @@ def _reconstruct(cfg: C.ReconstructConfig, ds, out: Path, record: dict, progress
     if model is not None:
         mm, mrend = evaluate_mesh(model.cpu(), data_cpu)
         result["mesh"] = {"psnr": mm["psnr"], "ssim": mm["ssim"], "psnr_head": mm["psnr_head"]}
-        save_side_by_side(out / "renders", data_cpu, mrend, prefix="mesh")
+        save_side_by_side(out / RENDERS, data_cpu, mrend, prefix="mesh")
     if views is not None and len(views):
-        _save_prior_montage(out / "renders" / "prior_views.png", views)
+        _save_prior_montage(out / RENDERS / "prior_views.png", views)
     seconds = {"mesh": mesh_info.get("seconds") if mesh_info else None, "prior": prior_info.get("seconds"),
                "gaussians": gauss_info.get("seconds"), "this_run": round(time.time() - t_start, 1)}
     result["seconds"] = seconds
-    atomic_write_json(out / "metrics.json", result)
+    atomic_write_json(out / METRICS_FILE, result)
     WorkFolder.complete(out, record, preset=cfg.preset, psnr=result["psnr"], ssim=result["ssim"], seconds=seconds,
                         points=av_cpu.num_points)
     log(f"reconstruct: {format_metrics(result)} -> {out}")
@@ -392,7 +393,7 @@ def resolve_aliases(overrides: dict) -> dict:
 
 
 def load_metrics(work) -> dict:
-    p = WorkFolder(work).reconstruct / "metrics.json"
+    p = WorkFolder(work).metrics()
     if not p.is_file():
         raise MissingStageError(f"{p} not found: run `styletalker reconstruct {work}` first")
     return read_json(p)

@@ -221,3 +221,36 @@ def test_reconstruct_layout_is_unchanged(franck_avatar_work):
     for p in (wf.mesh_stage / CHECKPOINT_FILE, wf.mesh_stage / MESH_OBJ, wf.gaussians_stage / CHECKPOINT_FILE,
               wf.metrics(), wf.reconstruct_renders / "orbit.png", rec / "avatar.ply"):
         assert p.is_file(), p
+
+
+def _same_camera(a, b):
+    import torch
+
+    return (torch.equal(a.K, b.K) and torch.equal(a.world_to_cam, b.world_to_cam)
+            and (a.width, a.height) == (b.width, b.height))
+
+
+def test_scene_and_training_views_share_one_camera_builder(franck_avatar_work, tmp_path):
+    """animate's scene, at a training frame's pose, gives exactly that training view's camera (K,
+    world_to_cam, size), at scale 1 and scaled; also when reconstruction trained at another size
+    than preprocessing (the scene then frames with the training K and size)."""
+    from styletalker.avatar import AvatarExtra, GaussianAvatar
+
+    wf = WorkFolder(franck_avatar_work)
+    scene, views = load_scene(franck_avatar_work), wf.training_views()
+    assert len(views.train_idx) > 2
+    for i in (views.neutral_index, int(views.train_idx[1]), int(views.train_idx[-1])):
+        assert _same_camera(scene.camera(views.world_to_cam[i]), views.camera(i)), i
+        big = scene.camera(views.world_to_cam[i], 2.0)
+        assert _same_camera(big, views.camera(i, 2.0)) and big.width == 2 * views.width
+    # an avatar trained at 96 px on the 128 px clip (its extra.data.size says so)
+    work = _copy(franck_avatar_work, tmp_path / "w", "preprocess", "reconstruct")
+    av = GaussianAvatar.load(WorkFolder(work).avatar())
+    extra = dict(AvatarExtra.of(av).raw)
+    extra["data"] = {**extra["data"], "size": 96}
+    av.save(WorkFolder(work).avatar(), **extra)
+    scene = load_scene(work)
+    views = WorkFolder(work).training_views(GaussianAvatar.load(WorkFolder(work).avatar()))
+    assert (views.width, views.height) == (96, 96) and (scene.width, scene.height) == (96, 96)
+    for i in (views.neutral_index, int(views.train_idx[-1])):
+        assert _same_camera(scene.camera(views.world_to_cam[i]), views.camera(i)), i

@@ -56,11 +56,11 @@ class AvatarScene:
             self.frozen = FrozenAvatar(self.avatar)
 
     def camera(self, world_to_cam: torch.Tensor, scale: float = 1.0):
-        from .render import Camera
+        """The camera at pose ``world_to_cam``: :func:`styletalker.render.view_camera`, the
+        training views' builder (a training frame's pose gives that view's camera)."""
+        from .render import view_camera
 
-        K = self.K.clone()
-        K[:2] *= scale
-        return Camera(K, world_to_cam.float(), int(round(self.width * scale)), int(round(self.height * scale)))
+        return view_camera(self.K, world_to_cam, self.width, self.height, scale)
 
     def frozen_for(self, world_to_cam, scale: float = 1.0, live: bool = False):
         """The FrozenAvatar that draws this view: ``frozen``, or with ``live`` the live level of
@@ -70,9 +70,9 @@ class AvatarScene:
         if self.frozen.avatar is not self.avatar:
             self.frozen = FrozenAvatar(self.avatar)
         if live and self.lod is not None and self.lod.avatar is self.avatar:
-            K = self.K.clone()
-            K[:2] *= scale
-            if self.lod.covers(K, world_to_cam):
+            from .render import scale_intrinsics
+
+            if self.lod.covers(scale_intrinsics(self.K, scale), world_to_cam):
                 return self.lod.frozen
         return self.frozen
 
@@ -176,11 +176,15 @@ def _frame_scene(avatar, path: Path, work: Path | None) -> AvatarScene:
     if work is not None and is_complete(WorkFolder(work).preprocess):
         from .preprocess import load_dataset
 
+        from .reconstruct.data import view_framing
+
         ds = load_dataset(work)
         nf = int(ds.neutral_frame)
         if not avatar.config.get("expression_range"):  # format-1 avatar: range of its own clip
             avatar.set_expression_range(ds.expression, ds.expression[nf])
-        return AvatarScene(avatar, ds.K[nf].clone(), ds.width, ds.height,
+        # framed as the training views were: their K and image size (the data option ``size``)
+        K, W, H = view_framing(ds.K[nf], ds.width, ds.height, WorkFolder(work).data_options(avatar).get("size"))
+        return AvatarScene(avatar, K, W, H,
                            torch.from_numpy(mean_pose(ds.world_to_cam.numpy())).float(),
                            ds.expression[nf].clone(), bg, str(path), work,
                            {"expression_names": ds.expression_names})

@@ -80,10 +80,10 @@ def turn(pivot, yaw: float, pitch: float) -> np.ndarray:
 
 
 def _scaled(K, width: int, height: int, new_height: int):
+    from .render import scale_intrinsics
+
     s = new_height / height
-    K = torch.as_tensor(K).clone().float()
-    K[:2] *= s
-    return K, int(round(width * s)), int(new_height)
+    return scale_intrinsics(K, s), int(round(width * s)), int(new_height)
 
 
 def probe_views(scene, pivot=None) -> list[ProbeView]:

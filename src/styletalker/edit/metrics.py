@@ -148,7 +148,6 @@ def evaluate_edit(avatar_ref, avatar_edit, data, views=None, detector: LandmarkD
     """
     import torch
 
-    from ..render import Camera
 
     if views is None:
         views = data.test_idx.tolist() or data.train_idx.tolist()[:4]
@@ -168,9 +167,7 @@ def evaluate_edit(avatar_ref, avatar_edit, data, views=None, detector: LandmarkD
             r1 = r1 * v[..., None] + np.asarray(data.background) * (1 - v[..., None])
             rec = region_change(r1, r0, data.face(i), v)
             if scale != 1.0:
-                K = cam.K.clone()
-                K[:2] *= scale
-                big = Camera(K, cam.world_to_cam, int(round(cam.width * scale)), int(round(cam.height * scale)))
+                big = data.camera(i, scale)
                 with torch.no_grad():
                     r0 = avatar_ref.render(data.expression[i], big, background=bg).image.numpy()
                     r1 = avatar_edit.render(data.expression[i], big, background=bg).image.numpy()

@@ -13,13 +13,14 @@ from ..safeload import MAX_IMAGE_SIDE, check, load_json_dict, load_npz, reading
 
 class Views:
     """Per-view ``K`` (N,3,3), ``world_to_cam`` (N,4,4), ``width``, ``height``: the one camera
-    builder of every set of views (:class:`Dataset`, the training views ``ReconData``)."""
+    of every set of views (:class:`Dataset`, the training views ``ReconData``); the camera of view
+    ``i`` comes from :func:`styletalker.render.view_camera`, as ``AvatarScene.camera`` does."""
 
-    def camera(self, i: int):
-        from ..render import Camera
+    def camera(self, i: int, scale: float = 1.0):
+        from ..render import view_camera
 
         i = int(i)
-        return Camera(self.K[i].clone(), self.world_to_cam[i].clone(), self.width, self.height)
+        return view_camera(self.K[i], self.world_to_cam[i], self.width, self.height, scale)
 
 
 @dataclass

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..preprocess.dataset import Views
+from ..render.camera import scale_intrinsics
 
 CHIN = 152
 FOREHEAD = 10
@@ -170,6 +171,15 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 DATA_KEYS = ("size", "holdout_every", "cut_margin", "background", "max_frames")  # what from_dataset takes
 
 
+def view_framing(K: torch.Tensor, width: int, height: int, size: int | None = None) -> tuple[torch.Tensor, int, int]:
+    """Intrinsics (3,3) or (N,3,3) and image size of the training views made from preprocessed
+    images of ``width`` x ``height`` with intrinsics ``K`` and the data option ``size``; what
+    :func:`from_dataset` trains on and what :func:`styletalker.animate.load_scene` frames with."""
+    if size and (size != width or size != height):
+        return scale_intrinsics(K, size / width, size / height), int(size), int(size)
+    return torch.as_tensor(K).clone().float(), int(width), int(height)
+
+
 def from_options(ds, options: dict) -> ReconData:
     """:func:`from_dataset` with the data options a reconstruction recorded (``DataOptions`` as a
     dict, ``avatar.extra["data"]``); keys other than :data:`DATA_KEYS` are ignored, missing ones
@@ -215,13 +225,10 @@ def from_dataset(ds, *, size: int | None = None, holdout_every: int = 10, cut_ma
     else:
         inframe = torch.ones(len(keep), H, W, 1)
     if size and (size != W or size != H):
-        sx, sy = size / W, size / H
         images = _resize(images, (size, size))
         masks = (_resize(masks, (size, size)) > 0.5).float()
         inframe = (_resize(inframe, (size, size)) > 0.999).float()
-        K[:, 0] *= sx
-        K[:, 1] *= sy
-        W = H = size
+    K, W, H = view_framing(K, W, H, size)
     y_cut = float(lmk[:, CHIN, 1].max()) + cut_margin
     z_chin = float(lmk[:, CHIN, 2].median())
     valid = cut_plane_valid(K, w2c, y_cut, W, H, z_chin) * inframe

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .camera import Camera, look_at
+from .camera import Camera, look_at, scale_intrinsics, view_camera
 
-__all__ = ["Camera", "look_at", "render", "RenderOutput", "available_backends", "backend_calls"]
+__all__ = ["Camera", "look_at", "scale_intrinsics", "view_camera", "render", "RenderOutput", "available_backends", "backend_calls"]
 
 # renders per backend since the process started (bench/gpu_check.py checks that CUDA runs used gsplat)
 backend_calls: Counter = Counter()

@@ -45,6 +45,25 @@ class Camera:
         return Camera(K, world_to_cam.to(K.dtype), width, height, **kw)
 
 
+def scale_intrinsics(K: torch.Tensor, sx: float, sy: float | None = None) -> torch.Tensor:
+    """``K`` (3,3) or (N,3,3) for images resampled by ``sx`` horizontally and ``sy`` (default
+    ``sx``) vertically: rows 0 and 1 scaled, so pixel centres (u+0.5, v+0.5) stay on the same rays.
+    The one rule for resized views (training ``size``, render ``scale``, probes); a new tensor."""
+    K = torch.as_tensor(K).clone().float()
+    K[..., 0, :] *= sx
+    K[..., 1, :] *= sx if sy is None else sy
+    return K
+
+
+def view_camera(K: torch.Tensor, world_to_cam: torch.Tensor, width: int, height: int, scale: float = 1.0) -> Camera:
+    """The one camera builder of every view (training views, :class:`~styletalker.animate.AvatarScene`,
+    edit metrics): intrinsics ``K`` and pose ``world_to_cam`` for a ``width`` x ``height`` image,
+    both scaled by ``scale`` (:func:`scale_intrinsics`, sizes rounded); float32 copies."""
+    K = scale_intrinsics(K, scale) if scale != 1.0 else torch.as_tensor(K).clone().float()
+    w, h = (int(width), int(height)) if scale == 1.0 else (int(round(width * scale)), int(round(height * scale)))
+    return Camera(K, torch.as_tensor(world_to_cam).clone().float(), w, h)
+
+
 def look_at(eye, target, up=(0.0, -1.0, 0.0)) -> torch.Tensor:
     """World-to-camera (4,4) for a camera at ``eye`` looking at ``target`` (OpenCV axes).
 

@@ -331,3 +331,43 @@ def test_ray_batch_equals_local_and_survives_a_killed_worker(ray_cluster, local_
         assert rows[name]["psnr"] == local[name]["psnr"] and rows[name]["ssim"] == local[name]["ssim"]
         assert set(rows[name]["stages"]) == set(local[name]["stages"])
     assert_same_results(out_local, out)
+
+
+# ---------------------------------------------------------------------------------------------
+# finished stages are checked like the single commands check them
+
+
+def test_a_changed_row_is_reported_like_the_single_commands_do(franck_video, tmp_path):
+    """A finished batch run again: unchanged, nothing runs. After a row's option changes, its
+    finished preprocess is not taken as done: the row fails there with the option named (as
+    `styletalker preprocess` refuses it); nothing is rebuilt or deleted. After preprocess is rebuilt
+    with that option by its command, the batch's reconstruct is reported stale, naming what changed."""
+    from styletalker.preprocess import run_preprocess
+
+    row = JobRow(name="f", video=str(franck_video), start=10.0, duration=2.0, fps=6, size=48, preset="test",
+                 orbit_frames=2)
+    out = tmp_path / "out"
+    first = run_batch([row], out, jobs_cpus=1, device="cpu", show_progress=False)
+    assert first["rows"][0]["status"] == "done"
+    f = out / "f"
+    avatar = (f / "reconstruct" / "avatar.pt").read_bytes()
+
+    t0 = time.time()
+    again = run_batch([row], out, jobs_cpus=1, device="cpu", show_progress=False)
+    assert again["rows"][0]["status"] == "done" and not read_attempts(f, since=t0)
+    assert all(not s["ran"] for s in again["rows"][0]["stages"].values())
+
+    changed = JobRow(**{**row.to_json(), "size": 40, "prompts": ()})
+    s = run_batch([changed], out, jobs_cpus=1, device="cpu", show_progress=False)["rows"][0]
+    assert (s["status"], s["failed_stage"]) == ("failed", "preprocess")
+    assert "holds a complete run with other options" in s["error"] and "options.size: 48 -> 40" in s["error"]
+    assert "delete" in s["error"] and not read_attempts(f, since=t0)
+    assert (f / "reconstruct" / "avatar.pt").read_bytes() == avatar  # nothing rebuilt, nothing deleted
+
+    run_preprocess(franck_video, f, force=True, progress=False, **changed.preprocess_options())
+    s = run_batch([changed], out, jobs_cpus=1, device="cpu", show_progress=False)["rows"][0]
+    assert (s["status"], s["failed_stage"]) == ("failed", "reconstruct")
+    assert s["stages"]["preprocess"]["status"] == "done"
+    assert "reconstruct is stale: preprocess/ was rebuilt with other options" in s["error"]
+    assert "options.size: 48 -> 40" in s["error"] and "--force" in s["error"]
+    assert not read_attempts(f, since=t0) and (f / "reconstruct" / "avatar.pt").read_bytes() == avatar

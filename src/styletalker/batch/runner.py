@@ -19,7 +19,8 @@ from pathlib import Path
 from ..workdir import atomic_write_bytes, atomic_write_json, is_quiet, progress, read_json
 from .executors import RayExecutor, make_executor
 from .jobs import JobRow, load_jobs
-from .stages import BATCH_DIR, DEFAULT_RESOURCES, KINDS, Resources, Stage, plan, read_attempts, stage_device
+from .stages import (BATCH_DIR, DEFAULT_RESOURCES, KINDS, Resources, Stage, check_finished, plan, read_attempts,
+                     stage_device)
 
 SUMMARY_COLUMNS = ["name", "status", "failed_stage", "error", "psnr", "ssim", "minutes", "cpu_minutes",
                    *(f"minutes_{k}" for k in KINDS), *(f"cpu_minutes_{k}" for k in KINDS), "retries", "work"]
@@ -72,7 +73,7 @@ def run_batch(jobs, out, *, ray: str | None = None, jobs_cpus: int | None = None
     out.mkdir(parents=True, exist_ok=True)
     resources = {**DEFAULT_RESOURCES, **(resources or {})}
     t_start = time.time()
-    runs = [_start_row(r, out) for r in rows]
+    runs = [_start_row(r, out, device, resources) for r in rows]
     executor = make_executor(ray, jobs_cpus, device, retries, resources)
     _warn_unplaceable(executor, resources, runs)
     total = sum(len(r.stages) for r in runs)
@@ -80,6 +81,9 @@ def run_batch(jobs, out, *, ray: str | None = None, jobs_cpus: int | None = None
                    **({} if show_progress else {"disable": True}))
     say = (lambda m: None) if (is_quiet() or not show_progress) else bar.write
     say(f"batch: {len(runs)} row(s), {total} stage(s) on {executor.description}")
+    for r in runs:
+        if r.finished and r.error is not None:  # refused by the check of its finished stages
+            say(_row_line(r))
     try:
         while not all(r.finished for r in runs):
             for r in runs:
@@ -106,9 +110,13 @@ def run_batch(jobs, out, *, ray: str | None = None, jobs_cpus: int | None = None
     return _write_summary(out, runs, executor.description, t_start)
 
 
-def _start_row(row: JobRow, out: Path) -> RowRun:
+def _start_row(row: JobRow, out: Path, device: str = "auto", resources: dict[str, Resources] | None = None) -> RowRun:
     """A row's run, with the stages already finished (an earlier run) marked done; their earlier
-    timings are kept from ``batch/state.json``."""
+    timings are kept from ``batch/state.json``. A finished stage folder whose needed stage is done
+    is checked against what the row asks now (:func:`~.stages.check_finished`): a changed option
+    or a changed input stage fails the row there, with the single command's message. (One whose
+    needed stage is to run again is left to run after it, where the same rule applies.)"""
+    resources = {**DEFAULT_RESOURCES, **(resources or {})}
     r = RowRun(row, out / row.name, plan(row))
     earlier = {}
     state = r.work / BATCH_DIR / "state.json"
@@ -118,8 +126,15 @@ def _start_row(row: JobRow, out: Path) -> RowRun:
         except (OSError, ValueError):
             pass
     for st in r.stages:
-        if st.is_done(r.work):
-            r.records[st.name] = {**earlier.get(st.name, {}), "status": "done", "ran": False}
+        if not st.is_done(r.work) or (st.needs is not None and not r.done(st.needs)):
+            continue
+        res = resources[st.kind]
+        why = check_finished(st, row, r.work, stage_device(device, res), res.threads)
+        if why is not None:
+            r.records[st.name] = {"status": "failed", "error": why, "ran": False}
+            r.error, r.failed_stage = why, st.name
+            break
+        r.records[st.name] = {**earlier.get(st.name, {}), "status": "done", "ran": False}
     return r
 
 

@@ -15,7 +15,10 @@ stage              output                                    needs
 =================  ========================================  =======================
 
 A stage is finished when its folder's ``stage.json`` says complete, or its video exists (videos
-are written atomically); a finished stage is not run again. :func:`run_stage` is what a worker
+are written atomically); a finished stage is not run again. A finished stage folder is checked
+first, by the rule of the single commands (:func:`check_finished`, ``WorkFolder.begin``): asked
+with other options than it was built with, or built from an input stage that changed since, it
+fails its row with the command's message instead of being taken as done. :func:`run_stage` is what a worker
 runs (in this process, a process of the local pool, or a Ray task): it never raises for an error
 of the stage itself but returns it, so only a lost worker reaches the executor as an exception.
 """
@@ -199,6 +202,29 @@ def _run(stage: Stage, row: JobRow, work: Path, device: str) -> None:
                     **row.animate_options())
     else:  # pragma: no cover
         raise ValueError(f"unknown stage kind {stage.kind!r}")
+
+
+def check_finished(stage: Stage, row: JobRow, work: Path, device: str, threads: int) -> str | None:
+    """For a finished stage folder (preprocess, reconstruct, edit): None when it is what ``row``
+    asks now (same options, inputs unchanged), else why not: the message of the single command
+    (options that differ, or the input stage that changed), plus how to redo it in a batch.
+
+    It runs the stage's own function, which is a no-op for a complete folder with the same record
+    and raises (:class:`~styletalker.errors.OptionsChangedError`,
+    :class:`~styletalker.errors.StaleStageError`) otherwise; it never builds anything here."""
+    from ..errors import StyleTalkerError
+    from ..workdir import is_complete
+
+    out = stage.output(work)
+    if stage.kind not in ("preprocess", "reconstruct", "edit") or not is_complete(out):
+        return None
+    try:
+        with _stage_environment(threads):
+            _run(stage, row, work, device)
+    except StyleTalkerError as e:
+        return (f"{e} [batch: the row asks for other options or inputs than {out} was built with; rebuild it "
+                f"with the command above, or delete {out}, then run the batch again]")
+    return None
 
 
 def run_stage(task: dict) -> dict:

@@ -36,6 +36,42 @@ def test_defaults_and_choices_come_from_the_dataclasses():
     assert all(f"{name} {PRESETS[name]['mesh.train.iters']}" in " ".join(help_text.split()) for name in PRESETS)
 
 
+def test_render_and_animate_defaults_come_from_their_dataclasses():
+    """`render` / `animate` take their defaults and choices from styletalker.animate_options, and so do
+    the functions they call (run_animate, run_live, render_orbit, render_view)."""
+    import inspect
+    from dataclasses import asdict
+
+    from styletalker import animate, live
+    from styletalker.animate_options import (ORBIT_MODES, POSE_MODES, RETARGET_MODES, DriveOptions, OrbitOptions,
+                                             ViewOptions)
+    from styletalker.commands import animate as animate_cmd
+    from styletalker.commands import render as render_cmd
+
+    p = build_parser()
+    d, o, v = DriveOptions(), OrbitOptions(), ViewOptions()
+    a = p.parse_args(["animate", "w", "--driver", "d.mp4"])
+    assert {k: getattr(a, k) for k in animate_cmd.OPTIONS} == asdict(d)
+    a = p.parse_args(["render", "w"])
+    assert {f: getattr(a, k) for k, f in render_cmd.ORBIT_OPTIONS.items()} == asdict(o)
+    assert {k: getattr(a, k) for k in render_cmd.VIEW_OPTIONS} == asdict(v)
+    choices = {act.dest: act.choices for name in ("render", "animate") for act in _sub(p, name)._actions
+               if act.choices}
+    assert (list(choices["pose"]), list(choices["retarget"]), list(choices["orbit_mode"])) == (
+        list(POSE_MODES), list(RETARGET_MODES), list(ORBIT_MODES))
+    assert animate.POSE_MODES is POSE_MODES and "default 90: -45..+45" in " ".join(
+        _sub(p, "render").format_help().split())
+
+    def defaults(fn):
+        return {k: q.default for k, q in inspect.signature(fn).parameters.items() if q.default is not q.empty}
+
+    assert {k: defaults(animate.run_animate)[k] for k in asdict(d)} == asdict(d)
+    assert {k: defaults(live.run_live)[k] for k in asdict(d) if k in defaults(live.run_live)} == {
+        k: getattr(d, k) for k in ("duration", "max_frames", "pose", "retarget", "expression_gain", "scale")}
+    assert {k: defaults(animate.render_orbit)[k] for k in asdict(o)} == asdict(o)
+    assert {k: defaults(animate.render_view)[k] for k in asdict(v)} == asdict(v)
+
+
 def test_help_explains_every_option():
     p = build_parser()
     for name in COMMANDS:

@@ -24,8 +24,9 @@ from .safeload import MAX_IMAGE_SIDE, check, reading
 from .workdir import is_complete, log, progress
 from .workfolder import RENDERS
 
-POSE_MODES = ("relative", "rotation", "none")
-ORBIT_DEGREES = 90.0  # default orbit sweep: -45..+45 degrees
+from .animate_options import ORBIT_DEGREES, POSE_MODES, DriveOptions, OrbitOptions, ViewOptions  # noqa: F401
+
+_D, _O, _V = DriveOptions, OrbitOptions, ViewOptions  # the defaults, in one place
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,10 +334,11 @@ def driving_sequence(scene: AvatarScene, track: dict, pose: str = "relative", re
             "expression_names": list(want or names or [])}
 
 
-def run_animate(target, driver, output=None, *, edit: str | None = None, device: str = "cpu", start: float = 0.0,
-                duration: float | None = None, max_frames: int | None = None, fps: float | None = None,
-                pose: str = "relative", side_by_side: bool = False, scale: float = 1.0,
-                retarget: str = "auto", expression_gain: float = 1.0, show_progress: bool = True) -> dict:
+def run_animate(target, driver, output=None, *, edit: str | None = None, device: str = "cpu", start: float = _D.start,
+                duration: float | None = _D.duration, max_frames: int | None = _D.max_frames,
+                fps: float | None = _D.fps, pose: str = _D.pose, side_by_side: bool = _D.side_by_side,
+                scale: float = _D.scale, retarget: str = _D.retarget, expression_gain: float = _D.expression_gain,
+                show_progress: bool = True) -> dict:
     """Drive the avatar with ``driver``; write an mp4. Returns a summary dict (path, frames, fps, ...).
 
     ``retarget`` / ``expression_gain``: how the driver's expressions are mapped onto the avatar's
@@ -395,9 +397,9 @@ def _video_output(scene, output, stem: str, edit: str | None, what: str) -> Path
     return output
 
 
-def render_orbit(target, output=None, *, edit: str | None = None, frames: int = 60, degrees: float | None = None,
-                 fps: float = 25.0, mode: str = "swing", scale: float = 1.0, show_progress: bool = True,
-                 device: str = "cpu") -> dict:
+def render_orbit(target, output=None, *, edit: str | None = None, frames: int = _O.frames,
+                 degrees: float | None = _O.degrees, fps: float = _O.fps, mode: str = _O.mode, scale: float = _O.scale,
+                 show_progress: bool = True, device: str = "cpu") -> dict:
     from .video import write_video
 
     if frames < 2:
@@ -421,8 +423,8 @@ def render_orbit(target, output=None, *, edit: str | None = None, frames: int = 
     return {"output": str(output), "frames": n, "poses": poses}
 
 
-def render_view(target, output, *, edit: str | None = None, frame: int | None = None, yaw: float = 0.0,
-                scale: float = 1.0, device: str = "cpu") -> dict:
+def render_view(target, output, *, edit: str | None = None, frame: int | None = _V.frame, yaw: float = _V.yaw,
+                scale: float = _V.scale, device: str = "cpu") -> dict:
     """Render one image: the pose + expression of preprocessed frame ``frame`` (default: the
     reference pose with the neutral expression), optionally turned by ``yaw`` degrees."""
     from .workdir import write_image

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .animate_options import DriveOptions
 from .errors import InputError
 
 HISTORY = 1500  # driver frames (60 s at 25 fps) behind the running range and mean pose
@@ -547,8 +548,9 @@ def _stop_on_sigint():
 
 
 def run_live(target, driver, output=None, *, edit: str | None = None, device: str = "cpu",
-             duration: float | None = None, max_frames: int | None = None, pose: str = "relative",
-             retarget: str = "auto", expression_gain: float = 1.0, scale: float = 1.0,
+             duration: float | None = DriveOptions.duration, max_frames: int | None = DriveOptions.max_frames,
+             pose: str = DriveOptions.pose, retarget: str = DriveOptions.retarget,
+             expression_gain: float = DriveOptions.expression_gain, scale: float = DriveOptions.scale,
              show_progress: bool = True) -> dict:
     """Drive the avatar live from ``driver`` (a camera index or a video played in real time) and
     write what it showed to ``output`` (default ``WORK/renders/animate_camera<i>[_<edit>].mp4``)

@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import InputError
 
-RETARGET_MODES = ("auto", "raw")
+from .animate_options import RETARGET_MODES  # noqa: F401  (re-exported)
 MIN_RANGE = 0.1
 
 

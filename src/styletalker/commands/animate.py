@@ -7,8 +7,14 @@ from __future__ import annotations
 
 from ._args import add_device_argument, positive_float, positive_int
 
+# the options of animate_options.DriveOptions this command exposes (dest = field name)
+OPTIONS = ("start", "duration", "max_frames", "fps", "pose", "retarget", "expression_gain", "side_by_side", "scale")
+
 
 def add_arguments(p):
+    from ..animate_options import POSE_MODES, RETARGET_MODES, DriveOptions
+
+    d = DriveOptions()  # the defaults, in one place
     p.add_argument("avatar", metavar="AVATAR", help="work folder or avatar .pt file")
     p.add_argument("--driver", required=True, metavar="VIDEO",
                    help="driving video (one visible face), or a camera index (0, 1, ...) to drive the avatar live "
@@ -16,19 +22,26 @@ def add_arguments(p):
     p.add_argument("-o", "--output", default=None, metavar="OUT.mp4",
                    help="output video (default WORK/renders/animate_<driver>[_<edit>].mp4)")
     p.add_argument("--edit", default=None, metavar="NAME", help="use the edited avatar WORK/edits/NAME/")
-    p.add_argument("--start", type=float, default=0.0, metavar="S", help="driver start time in seconds")
-    p.add_argument("--duration", type=positive_float, default=None, metavar="D", help="driver seconds to use")
-    p.add_argument("--max-frames", type=positive_int, default=None, metavar="N", help="use at most N driver frames")
-    p.add_argument("--fps", type=positive_float, default=None, help="subsample the driver to at most F frames/s")
-    p.add_argument("--pose", default="relative", choices=["relative", "rotation", "none"],
-                   help="head motion: relative (rotation+translation, default), rotation only, none (expressions only)")
-    p.add_argument("--retarget", default="auto", choices=["auto", "raw"],
-                   help="auto: map each expression channel from the driver's own range onto the avatar's "
-                        "(default); raw: use the driver's blendshapes as tracked")
-    p.add_argument("--expression-gain", type=positive_float, default=1.0, metavar="G",
-                   help="with --retarget auto: >1 exaggerates, <1 damps the driver's expressions (default 1)")
-    p.add_argument("--side-by-side", action="store_true", help="put the driver's face crop left of the avatar")
-    p.add_argument("--scale", type=positive_float, default=1.0, help="render at SCALE x the avatar's image size")
+    p.add_argument("--start", type=float, default=d.start, metavar="S",
+                   help="driver start time in seconds (default %(default)g)")
+    p.add_argument("--duration", type=positive_float, default=d.duration, metavar="D",
+                   help="driver seconds to use (default: to the end)")
+    p.add_argument("--max-frames", type=positive_int, default=d.max_frames, metavar="N",
+                   help="use at most N driver frames (default: no limit)")
+    p.add_argument("--fps", type=positive_float, default=d.fps,
+                   help="subsample the driver to at most F frames/s (default: all frames)")
+    p.add_argument("--pose", default=d.pose, choices=list(POSE_MODES),
+                   help=f"head motion: relative (rotation+translation), rotation only, none (expressions only); "
+                        f"default {d.pose}")
+    p.add_argument("--retarget", default=d.retarget, choices=list(RETARGET_MODES),
+                   help=f"auto: map each expression channel from the driver's own range onto the avatar's; "
+                        f"raw: use the driver's blendshapes as tracked (default {d.retarget})")
+    p.add_argument("--expression-gain", type=positive_float, default=d.expression_gain, metavar="G",
+                   help="with --retarget auto: >1 exaggerates, <1 damps the driver's expressions (default %(default)g)")
+    p.add_argument("--side-by-side", action="store_true", default=d.side_by_side,
+                   help="put the driver's face crop left of the avatar")
+    p.add_argument("--scale", type=positive_float, default=d.scale,
+                   help="render at SCALE x the avatar's image size (default %(default)g)")
     add_device_argument(p)
 
 

@@ -6,22 +6,32 @@ from __future__ import annotations
 
 from ._args import add_device_argument, positive_float, positive_int
 
+# the options of animate_options.OrbitOptions / ViewOptions this command exposes (dest = field name)
+ORBIT_OPTIONS = {"frames": "frames", "degrees": "degrees", "fps": "fps", "orbit_mode": "mode", "scale": "scale"}
+VIEW_OPTIONS = ("frame", "yaw", "scale")
+
 
 def add_arguments(p):
+    from ..animate_options import ORBIT_DEGREES, ORBIT_MODES, OrbitOptions, ViewOptions
+
+    o, v = OrbitOptions(), ViewOptions()  # the defaults, in one place
     p.add_argument("avatar", metavar="AVATAR", help="work folder or avatar .pt file")
     p.add_argument("-o", "--output", default=None, metavar="OUT",
                    help="output: .mp4 with --orbit, .png/.jpg otherwise (default under WORK/renders/)")
     p.add_argument("--edit", default=None, metavar="NAME", help="use the edited avatar WORK/edits/NAME/")
     p.add_argument("--orbit", action="store_true", help="rotating video around the head")
-    p.add_argument("--frames", type=positive_int, default=60, help="orbit frames (default 60)")
-    p.add_argument("--degrees", type=positive_float, default=None, help="orbit sweep in degrees (default 90: -45..+45)")
-    p.add_argument("--orbit-mode", default="swing", choices=["swing", "turn"],
-                   help="swing: seamless back-and-forth loop (default); turn: one sweep left to right")
-    p.add_argument("--fps", type=positive_float, default=25.0, help="orbit video frame rate (default 25)")
-    p.add_argument("--frame", type=int, default=None, metavar="I",
+    p.add_argument("--frames", type=positive_int, default=o.frames, help="orbit frames (default %(default)s)")
+    p.add_argument("--degrees", type=positive_float, default=o.degrees,
+                   help=f"orbit sweep in degrees (default {ORBIT_DEGREES:g}: {-ORBIT_DEGREES / 2:+g}..{ORBIT_DEGREES / 2:+g})")
+    p.add_argument("--orbit-mode", default=o.mode, choices=list(ORBIT_MODES),
+                   help=f"swing: seamless back-and-forth loop; turn: one sweep left to right (default {o.mode})")
+    p.add_argument("--fps", type=positive_float, default=o.fps, help="orbit video frame rate (default %(default)g)")
+    p.add_argument("--frame", type=int, default=v.frame, metavar="I",
                    help="render the pose and expression of preprocessed frame I (image output)")
-    p.add_argument("--yaw", type=float, default=0.0, metavar="DEG", help="turn the head by DEG degrees (image output)")
-    p.add_argument("--scale", type=positive_float, default=1.0, help="render at SCALE x the avatar's image size")
+    p.add_argument("--yaw", type=float, default=v.yaw, metavar="DEG",
+                   help="turn the head by DEG degrees (image output; default %(default)g)")
+    p.add_argument("--scale", type=positive_float, default=v.scale,
+                   help="render at SCALE x the avatar's image size (default %(default)g)")
     p.add_argument("--ply", default=None, metavar="OUT.ply",
                    help="export the Gaussians (neutral expression) as a standard 3DGS .ply")
     add_device_argument(p)

@@ -94,7 +94,7 @@ def test_format1_free_avatar_still_loads(tmp_path):
     """Avatars written before the mesh anchor (free centres, no expression range) load and render."""
     xyz = torch.randn(50, 3) * 0.3
     av = GaussianAvatar(xyz, xyz[:5].clone(), feat_dim=8, n_freqs=2, hidden=16, init_scale=0.05)
-    sd = {k: v for k, v in av.state_dict().items() if k not in EXPR_STATS}
+    sd = {k: v for k, v in av.state_dict().items() if k not in EXPR_STATS and not k.startswith("expr_norm.")}
     cfg = {k: v for k, v in av.config.items() if k not in ("attr_bound", "clamp_expression")}
     torch.save({"format": "styletalker-avatar", "version": 1, "config": cfg, "state_dict": sd, "extra": {}},
                tmp_path / "old.pt")
@@ -102,6 +102,41 @@ def test_format1_free_avatar_still_loads(tmp_path):
     assert not back.bound and not back.config.get("expression_range")
     with torch.no_grad():
         assert torch.allclose(back(torch.zeros(52)).means, av(torch.zeros(52)).means)
+
+
+@pytest.fixture(scope="module")
+def normalised_avatar(franck_work, tmp_path_factory):
+    """The test clip reconstructed with ``model.expr_normalize=true`` (preset "test")."""
+    import shutil
+
+    from styletalker.reconstruct import run_reconstruct
+
+    work = tmp_path_factory.mktemp("normalised")
+    shutil.copytree(franck_work / "preprocess", work / "preprocess")
+    run_reconstruct(work, preset="test", progress=False, **{"model.expr_normalize": True})
+    return GaussianAvatar.load(work / "reconstruct" / "avatar.pt")
+
+
+def test_mlps_see_expressions_in_units_of_the_clips_span(normalised_avatar, avatar):
+    """ExpressionNorm, fitted in stage 1 and carried into the avatar: every channel the clip moves
+    spans exactly 1 at the MLPs' input between its training extremes, measured from the neutral
+    frame; a channel the clip hardly moves (tracker noise) is not amplified. Off (the default),
+    the MLPs see the raw blendshapes."""
+    from styletalker.models import EXPR_MIN_SPAN
+
+    assert torch.equal(avatar.expression_input(avatar.expr_max), avatar.expr_max)
+    av = normalised_avatar
+    assert torch.equal(av.expr_norm.shift, av.expr_neutral)
+    assert torch.count_nonzero(av.expression_input(av.expr_neutral)) == 0
+    span = av.expr_max - av.expr_min
+    moving = span > EXPR_MIN_SPAN
+    assert 0 < int(moving.sum()) < span.numel()  # a real clip moves some channels, not all
+    d = av.expression_input(av.expr_max) - av.expression_input(av.expr_min)
+    assert torch.allclose(d[moving], torch.ones(int(moving.sum())), atol=1e-5)
+    assert torch.all(d[~moving] < 1) and torch.allclose(d[~moving], span[~moving] / EXPR_MIN_SPAN, atol=1e-5)
+    # the raw inputs of an avatar saved before the normalisation stay raw
+    old = GaussianAvatar.from_state(av.config, {k: v for k, v in av.state_dict().items() if not k.startswith("expr_norm.")})
+    assert torch.equal(old.expression_input(av.expr_max), av.expr_max)
 
 
 def _same_gaussians(av, frozen, e):

@@ -41,8 +41,10 @@ def test_prune_keeps_the_kept_gaussians_unchanged(scene):
     e = av.expr_max * 0.7
     with torch.no_grad():
         g, h = av(e), small(e)
+    # the same Gaussians; the MLPs' matrix products on fewer rows may round differently (BLAS picks
+    # its kernels by size and thread count), so equal to float precision, not bit for bit
     for f in ("means", "quats", "scales", "opacities", "colors"):
-        assert torch.equal(getattr(g, f)[keep], getattr(h, f)), f
+        assert torch.allclose(getattr(g, f)[keep], getattr(h, f), rtol=1e-5, atol=1e-6), f
 
 
 def test_live_lod_is_close_where_used_and_full_elsewhere(scene, tmp_path, monkeypatch):

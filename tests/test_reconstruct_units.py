@@ -198,3 +198,30 @@ def test_checkpoint_of_an_earlier_version_still_loads(tmp_path):
     np.random.rand(3)
     st = load_state(ck)
     assert st is not None and st["iteration"] == 2 and np.random.rand() == expected
+
+
+def test_mouth_weight_covers_the_mouth_and_nothing_else(franck_work):
+    """gauss.train.w_mouth: the colour loss weighs the mouth of every real frame (outer lip line of
+    its tracked landmarks, filled and grown 2 px) 1 + w_mouth times, every other pixel as before."""
+    from styletalker.reconstruct.data import mouth_masks
+    from styletalker.reconstruct.gauss_stage import SampleSource
+    from styletalker.workfolder import WorkFolder
+
+    data = WorkFolder(franck_work).training_views()
+    m = mouth_masks(data)
+    lm = data.landmarks2d
+
+    def at(i, k):
+        x, y = lm[i, k].floor().long().tolist()
+        return float(m[i, y, x, 0])
+
+    for i in range(len(data)):
+        assert all(at(i, k) == 1 for k in (13, 14, 61, 291, 0, 17))  # inner lips, corners, outer lips
+        assert all(at(i, k) == 0 for k in (1, 152, 33, 263))  # nose tip, chin, eye corners
+    share = (m * data.head).sum((1, 2, 3)) / data.head.sum((1, 2, 3))
+    assert 0.005 < float(share.min()) and float(share.max()) < 0.1  # a small part of the head
+    base, weighted = SampleSource(data), SampleSource(data, w_mouth=10.0)
+    used = base.rgb_weight > 0
+    ratio = weighted.rgb_weight[used] / base.rgb_weight[used]
+    inside = m.expand_as(base.rgb_weight)[used] > 0
+    assert torch.allclose(ratio[inside], torch.tensor(11.0)) and torch.allclose(ratio[~inside], torch.tensor(1.0))

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import N_EXPR, AttributeField, ColorField, DeformField
+from .models import N_EXPR, AttributeField, ColorField, DeformField, ExpressionNorm
 from .render.common import quat_multiply, rotmat_to_quat
 
 EXPR_STATS = ("expr_min", "expr_low", "expr_neutral", "expr_high", "expr_max")
@@ -72,7 +72,7 @@ def triangle_frames(tri: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class GaussianAvatar(nn.Module):
-    FORMAT_VERSION = 2
+    FORMAT_VERSION = 3  # 3: expr_norm (the MLPs' expression normalisation); 2: mesh anchor, expression range
 
     def __init__(
         self,
@@ -135,6 +135,7 @@ class GaussianAvatar(nn.Module):
         for name in EXPR_STATS:
             self.register_buffer(name, torch.zeros(n_expr) if name != "expr_max" else torch.ones(n_expr))
         self.deform = DeformField(feat_dim, n_expr, n_freqs, deform_hidden or hidden)
+        self.expr_norm = ExpressionNorm(n_expr)
         self.color = ColorField(feat_dim, n_expr, hidden)
         self.attributes = AttributeField(feat_dim, n_expr, hidden)
         self.extra: dict = {}
@@ -162,11 +163,13 @@ class GaussianAvatar(nn.Module):
         self.config["expression_range"] = True
 
     def expression_input(self, expression: torch.Tensor) -> torch.Tensor:
-        """The expression the MLPs see: clamped to the training range when ``clamp_expression``."""
+        """The expression the MLPs see: clamped to the training range when ``clamp_expression``,
+        then normalised by ``expr_norm`` (:class:`~styletalker.models.ExpressionNorm`, fitted in
+        stage 1 and copied with MLP_deform; the identity in avatars saved without it)."""
         e = expression.to(self.features)
         if self.config.get("clamp_expression") and self.config.get("expression_range"):
             e = torch.minimum(torch.maximum(e, self.expr_min), self.expr_max)
-        return e
+        return self.expr_norm(e)
 
     # ---- Gaussians -------------------------------------------------------------------------
     def deformed_mesh(self, expression: torch.Tensor) -> torch.Tensor:
@@ -266,7 +269,8 @@ class GaussianAvatar(nn.Module):
         if cfg.get("color_offset") or "color_offset" in sd:
             av.enable_color_offset()
         res = av.load_state_dict(sd, strict=False)
-        missing = [k for k in res.missing_keys if k not in EXPR_STATS]  # format 1 has no expression range
+        # format 1 has no expression range, formats 1-2 no expression normalisation (identity)
+        missing = [k for k in res.missing_keys if k not in EXPR_STATS and not k.startswith("expr_norm.")]
         if missing or res.unexpected_keys:
             raise RuntimeError(f"state does not match the avatar: missing {missing[:5]}, "
                                f"unexpected {res.unexpected_keys[:5]}")

@@ -19,6 +19,35 @@ import torch.nn.functional as F
 from torch import nn
 
 N_EXPR = 52
+# a channel whose training span is below this is scaled as if it spanned this much (see
+# ExpressionNorm): a channel the clip hardly moves is mostly tracker noise, not to be amplified
+EXPR_MIN_SPAN = 0.1
+
+
+class ExpressionNorm(nn.Module):
+    """What the MLPs see of an expression: ``(beta - neutral) * scale``, per channel.
+
+    Fitted once to the training clip (:meth:`fit`): ``neutral`` is the neutral frame's
+    expression and ``scale = 1 / max(max - min, EXPR_MIN_SPAN)`` over the training frames, so
+    every channel the clip moves varies by about 1 at the networks' input. Raw blendshapes span
+    very different ranges (a talking mouth's ``jawOpen`` ~0.1, a smile ~0.7, a blink ~0.7), and
+    the small ones are drowned by the per-point features in the first layer: the deformation field
+    then learns no jaw, the colour field no mouth opening. Unfitted it is the identity (avatars of
+    formats 1 and 2 and stage-1 checkpoints saved before it existed)."""
+
+    def __init__(self, n_expr: int = N_EXPR):
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(n_expr))
+        self.register_buffer("scale", torch.ones(n_expr))
+
+    @torch.no_grad()
+    def fit(self, expressions: torch.Tensor, neutral: torch.Tensor) -> None:
+        e = expressions.detach().float().to(self.shift.device)
+        self.shift.copy_(neutral.detach().float().to(e.device))
+        self.scale.copy_(1.0 / (e.max(0).values - e.min(0).values).clamp_min(EXPR_MIN_SPAN))
+
+    def forward(self, expression: torch.Tensor) -> torch.Tensor:
+        return (expression - self.shift) * self.scale
 
 
 def posenc(x: torch.Tensor, n_freqs: int) -> torch.Tensor:

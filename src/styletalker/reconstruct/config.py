@@ -31,6 +31,10 @@ class ModelOptions:
     feat_dim: int = 32
     n_freqs: int = 4
     hidden: int = 64
+    # true: the MLPs see each expression channel from the neutral frame in units of its training
+    # span (styletalker.models.ExpressionNorm; docs/reconstruct.md: better mouth on talking clips,
+    # worse smile on an extreme-expression clip, so not yet the default); false: raw blendshapes
+    expr_normalize: bool = False
 
 
 @dataclass

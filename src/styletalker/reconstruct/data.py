@@ -148,6 +148,20 @@ def edge_band(mask: torch.Tensor, px: int) -> torch.Tensor:
     return (dil - ero).permute(0, 2, 3, 1).contiguous()
 
 
+def mouth_masks(data: "ReconData", grow_px: int = 2) -> torch.Tensor:
+    """(N,H,W,1) the mouth of every frame: the outer lip line of the tracked landmarks, filled
+    (lips, teeth and the opening between them), grown by ``grow_px`` pixels."""
+    from ..edit.regions import LIPS_OUTER, fill_polygon
+
+    pts = data.landmarks2d.cpu().numpy()
+    m = torch.stack([torch.from_numpy(fill_polygon((data.height, data.width), p[LIPS_OUTER])) for p in pts])
+    m = m[..., None]
+    if grow_px > 0:
+        k = 2 * grow_px + 1
+        m = F.max_pool2d(m.permute(0, 3, 1, 2), k, stride=1, padding=grow_px).permute(0, 2, 3, 1)
+    return m.contiguous().to(data.valid.device)
+
+
 def _inframe(crop_box, src_w, src_h, size_w, size_h) -> torch.Tensor:
     out = []
     for b in crop_box.tolist():

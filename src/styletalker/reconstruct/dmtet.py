@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..models import N_EXPR, ColorField, DeformField
+from ..models import N_EXPR, ColorField, DeformField, ExpressionNorm
 from .tetgrid import MarchingResult, TetGrid, build_tet_grid, marching_tets, tet_edges
 
 
@@ -56,6 +56,7 @@ class DMTetHead(nn.Module):
         self.landmarks = nn.Parameter(landmarks.detach().clone().float())
         self.deform = DeformField(feat_dim, n_expr, n_freqs, hidden)
         self.color = ColorField(feat_dim, n_expr, hidden)
+        self.expr_norm = ExpressionNorm(n_expr)  # fitted to the clip by the pipeline (model.expr_normalize)
 
     # -- grid ------------------------------------------------------------------------------
     def _blur(self, values: torch.Tensor) -> torch.Tensor:
@@ -118,11 +119,15 @@ class DMTetHead(nn.Module):
         m.grid = (sdf, pos, feat)
         return m
 
+    def displacement(self, mesh: MarchingResult, expression: torch.Tensor) -> torch.Tensor:
+        """MLP_deform's displacement (V,3) of the canonical surface's vertices for ``expression``."""
+        return self.deform(mesh.attrs, mesh.verts, self.expr_norm(expression))
+
     def deformed(self, mesh: MarchingResult, expression: torch.Tensor) -> torch.Tensor:
-        return mesh.verts + self.deform(mesh.attrs, mesh.verts, expression)
+        return mesh.verts + self.displacement(mesh, expression)
 
     def colors(self, mesh: MarchingResult, expression: torch.Tensor) -> torch.Tensor:
-        return self.color(mesh.attrs, expression)
+        return self.color(mesh.attrs, self.expr_norm(expression))
 
     def landmark_features(self, feat: torch.Tensor | None = None) -> torch.Tensor:
         if feat is None:
@@ -132,4 +137,4 @@ class DMTetHead(nn.Module):
     def predict_landmarks(self, expression: torch.Tensor, feat: torch.Tensor | None = None) -> torch.Tensor:
         """(L,3) expression-conditioned landmarks for one expression vector (E,)."""
         L = self.landmarks
-        return L + self.deform(self.landmark_features(feat), L, expression)
+        return L + self.deform(self.landmark_features(feat), L, self.expr_norm(expression))

@@ -26,7 +26,7 @@ import torch
 
 from ..avatar import GaussianAvatar
 from ..metrics import ssim_torch
-from .data import ReconData, cut_plane_valid, edge_band
+from .data import ReconData, cut_plane_valid, edge_band, mouth_masks
 from .density import DensifyConfig
 from .mesh_stage import masked_l1, soft_iou_loss
 
@@ -51,6 +51,10 @@ class GaussTrainConfig:
     max_scale: float = 0.1  # dm; larger Gaussians are penalised
     w_offset: float = 1.0  # mesh-anchored: penalty on offsets from the surface beyond max_offset
     max_offset: float = 0.03  # dm
+    # extra weight of the mouth (outer lip line, filled, from the tracked landmarks) in the colour
+    # loss of video frames: the mouth is ~1 % of a frame (10 with model.expr_normalize, see
+    # docs/reconstruct.md; alone it does not help)
+    w_mouth: float = 0.0
     densify: DensifyConfig = field(default_factory=DensifyConfig)
 
 
@@ -134,6 +138,7 @@ def init_from_mesh(mesh_model, n_points: int | None, hidden: int, seed: int = 0,
                             deform_features=None if retrain_deform else feats, **common)
     else:
         raise ValueError(f"unknown anchor {anchor!r}")
+    av.expr_norm.load_state_dict(mesh_model.expr_norm.state_dict())
     if not retrain_deform:
         av.deform.load_state_dict(mesh_model.deform.state_dict())
     return av
@@ -189,13 +194,16 @@ class SampleSource:
 
     The colour loss leaves out a band of ``edge_px`` pixels on each side of the head mask's
     outline (the mask's edge mixes hair and ears with the backdrop; the silhouette loss still
-    sees it), and weights prior-view pixels by the prior's confidence where it gives one.
+    sees it), weights the mouth of video frames by ``1 + w_mouth`` (:func:`.data.mouth_masks`)
+    and prior-view pixels by the prior's confidence where it gives one.
     """
 
-    def __init__(self, data: ReconData, views=None, prior_prob: float = 0.25, edge_px: int = 0):
+    def __init__(self, data: ReconData, views=None, prior_prob: float = 0.25, edge_px: int = 0, w_mouth: float = 0.0):
         self.data = data
         self.edge_px = int(edge_px)
         self.rgb_weight = data.valid * (1 - edge_band(data.head, self.edge_px))
+        if w_mouth > 0:
+            self.rgb_weight = self.rgb_weight * (1 + w_mouth * mouth_masks(data))
         self.views = views if views is not None and len(views) > 0 else None
         self.prior_prob = prior_prob if self.views is not None else 0.0
         if self.views is not None:
@@ -248,7 +256,7 @@ def gauss_losses(av: GaussianAvatar, samples: list[Sample], data: ReconData, cfg
             img = out.image * s.valid + bg * (1 - s.valid)
             l_ssim = l_ssim + (1 - ssim_torch(img, s.target))
         if cfg.train_deform and s.landmarks is not None:
-            P = av.landmarks + av.deform(landmark_features(av), av.landmarks, s.expression)
+            P = av.landmarks + av.deform(landmark_features(av), av.landmarks, av.expression_input(s.expression))
             l_def = l_def + (P - s.landmarks).norm(dim=-1).mean()
             n_def += 1
     n = len(samples)

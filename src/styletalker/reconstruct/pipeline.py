@@ -55,13 +55,22 @@ def sphere_init(data: ReconData, radius: float | None = None) -> tuple[torch.Ten
     return torch.tensor([cx, cy, cz]), float(r)
 
 
+def fit_expression_norm(module, cfg: C.ReconstructConfig, data: ReconData) -> None:
+    """Fit the MLPs' expression normalisation of ``module`` (DMTetHead or GaussianAvatar) to the
+    training frames when ``model.expr_normalize`` (else it stays the identity)."""
+    if cfg.model.expr_normalize:
+        module.expr_norm.fit(data.expression[data.train_idx], data.expression[data.neutral_index])
+
+
 def build_mesh_model(cfg: C.ReconstructConfig, data: ReconData) -> DMTetHead:
     """The stage-1 model, its SDF a sphere (see :func:`set_initial_shape`)."""
     m, mo = cfg.mesh, cfg.model
     center, radius = sphere_init(data, m.radius)
-    return DMTetHead(data.neutral_landmarks, res=m.res, extent=m.extent * radius, center=center, radius=radius,
-                     feat_dim=mo.feat_dim, n_freqs=mo.n_freqs, hidden=mo.hidden, offset_scale=m.offset_scale,
-                     smooth=m.smooth)
+    model = DMTetHead(data.neutral_landmarks, res=m.res, extent=m.extent * radius, center=center, radius=radius,
+                      feat_dim=mo.feat_dim, n_freqs=mo.n_freqs, hidden=mo.hidden, offset_scale=m.offset_scale,
+                      smooth=m.smooth)
+    fit_expression_norm(model, cfg, data)
+    return model
 
 
 def set_initial_shape(model: DMTetHead, cfg: C.ReconstructConfig, data: ReconData) -> None:
@@ -220,6 +229,7 @@ def run_gauss_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead 
                                   data.expression.shape[1], mo.n_freqs, mo.hidden, seed=cfg.seed,
                                   init_opacity=go.init_opacity, attr_bound=go.attr_bound,
                                   clamp_expression=go.clamp_expression)
+            fit_expression_norm(av, cfg, data)
         av.set_expression_range(data.expression[data.train_idx].cpu(), data.expression[data.neutral_index].cpu())
     av = av.to(cfg.device)
     opt = gauss_optimizer(av, tc)
@@ -228,7 +238,7 @@ def run_gauss_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead 
     if st is None:
         m0, _ = evaluate_avatar(av, data, _eval_frames(data))
         info["heldout_init"] = {"psnr": m0["psnr"], "ssim": m0["ssim"]}
-    src = SampleSource(data, views, tc.prior_prob, cfg.data.edge_px)
+    src = SampleSource(data, views, tc.prior_prob, cfg.data.edge_px, tc.w_mouth)
     dc = DensityControl(tc.densify, tc.iters, int(info.get("initial_points", av.num_points)))
     info.setdefault("initial_points", av.num_points)
     dc.load_state_dict(st.get("density") if st else None)

@@ -225,3 +225,21 @@ def test_mouth_weight_covers_the_mouth_and_nothing_else(franck_work):
     ratio = weighted.rgb_weight[used] / base.rgb_weight[used]
     inside = m.expand_as(base.rgb_weight)[used] > 0
     assert torch.allclose(ratio[inside], torch.tensor(11.0)) and torch.allclose(ratio[~inside], torch.tensor(1.0))
+
+
+def test_stage1_state_saved_before_the_expression_normalisation_loads_as_raw():
+    """A stage-1 model state without ``expr_norm.*`` (saved before it existed) loads strictly, and
+    its MLPs see raw expressions again even when the fresh model had been fitted."""
+    from styletalker.reconstruct.dmtet import DMTetHead
+
+    m = DMTetHead(torch.zeros(5, 3), res=4, hidden=8, feat_dim=4, n_freqs=1)
+    old = {k: v for k, v in m.state_dict().items() if not k.startswith("expr_norm.")}
+    e = torch.rand(20, 52)
+    m.expr_norm.fit(e, e[0])
+    assert not torch.equal(m.expr_norm(e[1]), e[1])
+    m.load_state_dict(old)  # strict
+    assert torch.equal(m.expr_norm(e[1]), e[1])
+    m.expr_norm.fit(e, e[0])
+    back = DMTetHead(torch.zeros(5, 3), res=4, hidden=8, feat_dim=4, n_freqs=1)
+    back.load_state_dict(m.state_dict())
+    assert torch.equal(back.expr_norm(e[1]), m.expr_norm(e[1]))

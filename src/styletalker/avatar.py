@@ -269,8 +269,7 @@ class GaussianAvatar(nn.Module):
         if cfg.get("color_offset") or "color_offset" in sd:
             av.enable_color_offset()
         res = av.load_state_dict(sd, strict=False)
-        # format 1 has no expression range, formats 1-2 no expression normalisation (identity)
-        missing = [k for k in res.missing_keys if k not in EXPR_STATS and not k.startswith("expr_norm.")]
+        missing = [k for k in res.missing_keys if k not in EXPR_STATS]  # format 1 has no expression range
         if missing or res.unexpected_keys:
             raise RuntimeError(f"state does not match the avatar: missing {missing[:5]}, "
                                f"unexpected {res.unexpected_keys[:5]}")

@@ -49,6 +49,15 @@ class ExpressionNorm(nn.Module):
     def forward(self, expression: torch.Tensor) -> torch.Tensor:
         return (expression - self.shift) * self.scale
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if prefix + "shift" not in state_dict and prefix + "scale" not in state_dict:
+            # saved before the normalisation existed (avatar formats 1-2, older stage-1
+            # checkpoints): those networks were trained on raw expressions, so the identity
+            self.shift.zero_()
+            self.scale.fill_(1.0)
+            return
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
 
 def posenc(x: torch.Tensor, n_freqs: int) -> torch.Tensor:
     """gamma(x) = [x, sin(2^k pi x), cos(2^k pi x)]_{k<n_freqs}; (..., 3) -> (..., 3 + 6 n_freqs)."""

@@ -5,7 +5,7 @@ its mean pose is applied to the avatar's own reference pose."""
 
 from __future__ import annotations
 
-from ._args import add_device_argument, positive_float, positive_int
+from ._args import add_clip_window, add_device_argument, positive_float, positive_int
 
 # the options of animate_options.DriveOptions this command exposes (dest = field name)
 OPTIONS = ("start", "duration", "max_frames", "fps", "pose", "retarget", "expression_gain", "side_by_side", "scale")
@@ -22,14 +22,7 @@ def add_arguments(p):
     p.add_argument("-o", "--output", default=None, metavar="OUT.mp4",
                    help="output video (default WORK/renders/animate_<driver>[_<edit>].mp4)")
     p.add_argument("--edit", default=None, metavar="NAME", help="use the edited avatar WORK/edits/NAME/")
-    p.add_argument("--start", type=float, default=d.start, metavar="S",
-                   help="driver start time in seconds (default %(default)g)")
-    p.add_argument("--duration", type=positive_float, default=d.duration, metavar="D",
-                   help="driver seconds to use (default: to the end)")
-    p.add_argument("--max-frames", type=positive_int, default=d.max_frames, metavar="N",
-                   help="use at most N driver frames (default: no limit)")
-    p.add_argument("--fps", type=positive_float, default=d.fps,
-                   help="subsample the driver to at most F frames/s (default: all frames)")
+    add_clip_window(p, d, "driver")
     p.add_argument("--pose", default=d.pose, choices=list(POSE_MODES),
                    help=f"head motion: relative (rotation+translation), rotation only, none (expressions only); "
                         f"default {d.pose}")

@@ -6,7 +6,7 @@ with the same options; other options are refused, naming them, unless --force (d
 
 from __future__ import annotations
 
-from ._args import positive_float, positive_int
+from ._args import add_clip_window, positive_float, positive_int
 
 # the options of preprocess.options.TrackOptions this command exposes (dest = field name)
 OPTIONS = ("start", "duration", "fps", "max_frames", "size", "min_frames", "max_lost", "smooth", "fov")
@@ -18,10 +18,7 @@ def add_arguments(p):
     d = TrackOptions()  # the defaults, in one place
     p.add_argument("video", metavar="VIDEO", help="input video (any format PyAV/ffmpeg reads)")
     p.add_argument("work", metavar="WORK", help="work folder; output goes to WORK/preprocess/")
-    p.add_argument("--start", type=float, default=d.start, metavar="S", help="start time in seconds (default %(default)g)")
-    p.add_argument("--duration", type=positive_float, default=d.duration, metavar="D", help="seconds to use (default: to the end)")
-    p.add_argument("--fps", type=positive_float, default=d.fps, metavar="F", help="subsample to at most F frames/s (default: all frames)")
-    p.add_argument("--max-frames", type=positive_int, default=d.max_frames, metavar="N", help="stop after N decoded frames (default: no limit)")
+    add_clip_window(p, d)
     p.add_argument("--size", type=positive_int, default=d.size, metavar="PX", help="side of the square head crop (default %(default)s)")
     p.add_argument("--min-frames", type=positive_int, default=d.min_frames, metavar="N",
                    help="fail if fewer than N frames with a face are kept (default %(default)s)")

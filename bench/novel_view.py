@@ -38,7 +38,7 @@ CAMERAS = ("view1", "view0", "view2")
 # unbounded MLP_attr, raw expressions, the mask's outline in the colour loss, 6 prior views over
 # 120 degrees without confidence weights, no densification
 LEGACY = {"mesh.init": "sphere", "mesh.train.w_sym": 0.0, "gauss.anchor": "free", "gauss.attr_bound": None, "gauss.clamp_expression": False,
-          "model.expr_normalize": False, "gauss.train.w_mouth": 0.0,
+          "model.expr_normalize": False, "model.expr_basis": False, "gauss.train.w_mouth": 0.0,
           "data.edge_px": 0, "prior.views": 6, "prior.span_deg": 120.0, "prior.confidence": None,
           "gauss.train.densify.enabled": False}
 

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import N_EXPR, AttributeField, ColorField, DeformField, ExpressionNorm
+from .models import N_EXPR, AttributeField, ColorField, DeformField, ExpressionBasis, ExpressionNorm
 from .render.common import quat_multiply, rotmat_to_quat
 
 EXPR_STATS = ("expr_min", "expr_low", "expr_neutral", "expr_high", "expr_max")
@@ -72,7 +72,9 @@ def triangle_frames(tri: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class GaussianAvatar(nn.Module):
-    FORMAT_VERSION = 3  # 3: expr_norm (the MLPs' expression normalisation); 2: mesh anchor, expression range
+    # 4: basis (linear expression basis); 3: expr_norm (the MLPs' expression normalisation);
+    # 2: mesh anchor, expression range
+    FORMAT_VERSION = 4
 
     def __init__(
         self,
@@ -136,6 +138,7 @@ class GaussianAvatar(nn.Module):
             self.register_buffer(name, torch.zeros(n_expr) if name != "expr_max" else torch.ones(n_expr))
         self.deform = DeformField(feat_dim, n_expr, n_freqs, deform_hidden or hidden)
         self.expr_norm = ExpressionNorm(n_expr)
+        self.basis = ExpressionBasis(n_expr)
         self.color = ColorField(feat_dim, n_expr, hidden)
         self.attributes = AttributeField(feat_dim, n_expr, hidden)
         self.extra: dict = {}
@@ -162,20 +165,26 @@ class GaussianAvatar(nn.Module):
             getattr(self, name).copy_(v)
         self.config["expression_range"] = True
 
-    def expression_input(self, expression: torch.Tensor) -> torch.Tensor:
-        """The expression the MLPs see: clamped to the training range when ``clamp_expression``,
-        then normalised by ``expr_norm`` (:class:`~styletalker.models.ExpressionNorm`, fitted in
-        stage 1 and copied with MLP_deform; the identity in avatars saved without it)."""
+    def clamped(self, expression: torch.Tensor) -> torch.Tensor:
+        """The expression clamped to the training range when ``clamp_expression`` (what the
+        linear expression basis sees)."""
         e = expression.to(self.features)
         if self.config.get("clamp_expression") and self.config.get("expression_range"):
             e = torch.minimum(torch.maximum(e, self.expr_min), self.expr_max)
-        return self.expr_norm(e)
+        return e
+
+    def expression_input(self, expression: torch.Tensor) -> torch.Tensor:
+        """The expression the MLPs see: :meth:`clamped`, then normalised by ``expr_norm``
+        (:class:`~styletalker.models.ExpressionNorm`, fitted in stage 1 and copied with
+        MLP_deform; the identity in avatars saved without it)."""
+        return self.expr_norm(self.clamped(expression))
 
     # ---- Gaussians -------------------------------------------------------------------------
     def deformed_mesh(self, expression: torch.Tensor) -> torch.Tensor:
         """Vertices (V,3) of the anchoring surface deformed to ``expression`` (bound avatars)."""
-        e = self.expression_input(expression)
-        return self.mesh_verts + self.deform(self.mesh_features, self.mesh_verts, e)
+        e = self.clamped(expression)
+        return self.mesh_verts + self.deform(self.mesh_features, self.mesh_verts, self.expr_norm(e)) + self.basis(
+            self.mesh_verts, e)
 
     def mlp_colors(self, expression: torch.Tensor) -> torch.Tensor:
         """MLP_color of every Gaussian (before an edit's colour residual)."""
@@ -191,10 +200,11 @@ class GaussianAvatar(nn.Module):
         return b * torch.tanh(d_scale), 0.5 * b * torch.tanh(d_quat), 4 * b * torch.tanh(d_op)
 
     def forward(self, expression: torch.Tensor) -> GaussianState:
-        e = self.expression_input(expression)
+        e_raw = self.clamped(expression)
+        e = self.expr_norm(e_raw)
         d_scale, d_quat, d_op = self._attribute_residuals(e)
         if self.bound:
-            V = self.mesh_verts + self.deform(self.mesh_features, self.mesh_verts, e)
+            V = self.mesh_verts + self.deform(self.mesh_features, self.mesh_verts, e) + self.basis(self.mesh_verts, e_raw)
             f = self.mesh_faces[self.face_id]
             tri = V[f]  # (N,3,3)
             R, area2 = triangle_frames(tri)
@@ -210,7 +220,7 @@ class GaussianAvatar(nn.Module):
             fd = getattr(self, "deform_features", None)
             if fd is None or fd.shape != self.features.shape:
                 fd = self.features
-            means = self.xyz + self.deform(fd, self.xyz, e)
+            means = self.xyz + self.deform(fd, self.xyz, e) + self.basis(self.xyz, e_raw)
             scales = torch.exp(self.log_scales + d_scale)
             quats = self.quats + d_quat
         opacities = torch.sigmoid(self.opacity_logits + d_op)
@@ -317,6 +327,11 @@ def _check_config(cfg, sd: dict, path) -> None:
               *(hidden if isinstance(hidden, (list, tuple)) else [hidden])]
     check(all(0 < int(w) <= MAX_WIDTH for w in widths), path, what,
           f"config widths {widths} are not in 1..{MAX_WIDTH}")
+    anchors, matrix = sd.get("basis.anchors"), sd.get("basis.matrix")
+    if anchors is not None or matrix is not None:
+        ok = anchors is not None and matrix is not None and anchors.ndim == 2 and anchors.shape[1] == 3
+        check(ok and tuple(matrix.shape) == (int(cfg["n_expr"]), anchors.shape[0], 3), path, what,
+              "basis.anchors / basis.matrix do not match each other or n_expr")
 
 
 class AvatarExtra:
@@ -443,6 +458,7 @@ class FrozenAvatar:
             if a.bound:
                 pts = a.mesh_verts
                 self.deform = _FirstLayerCached(a.deform.net, torch.cat([a.mesh_features, posenc(pts, a.deform.n_freqs)], -1))
+                self.basis_weights = a.basis.weights(pts) if a.basis.fitted else None
                 used, inv = torch.unique(a.face_id, return_inverse=True)
                 self.face_verts = a.mesh_faces[used]  # (U,3) the triangles that carry Gaussians
                 self.inv = inv  # (N,) each Gaussian's row in face_verts
@@ -455,6 +471,7 @@ class FrozenAvatar:
                     fd = a.features
                 self.xyz = a.xyz
                 self.deform = _FirstLayerCached(a.deform.net, torch.cat([fd, posenc(a.xyz, a.deform.n_freqs)], -1))
+                self.basis_weights = a.basis.weights(a.xyz) if a.basis.fitted else None
 
     @property
     def num_points(self) -> int:
@@ -489,10 +506,12 @@ class FrozenAvatar:
     @torch.no_grad()
     def _gaussians(self, expression: torch.Tensor) -> GaussianState:
         a = self.avatar
-        e = a.expression_input(expression)
+        e_raw = a.clamped(expression)
+        e = a.expr_norm(e_raw)
         d_scale, d_quat, d_op = self._attribute_residuals(e)
+        move = 0.0 if self.basis_weights is None else a.basis.displacement(self.basis_weights, e_raw)
         if a.bound:
-            V = a.mesh_verts + self.deform(e)
+            V = a.mesh_verts + self.deform(e) + move
             R, area2 = triangle_frames(V[self.face_verts])  # per used triangle
             k = (area2 / self.area0.clamp_min(1e-12)).clamp_min(1e-8).sqrt()[:, None]
             qR = rotmat_to_quat(R)
@@ -504,7 +523,7 @@ class FrozenAvatar:
             quats = quat_multiply(qR[inv], q_local / q_local.norm(dim=-1, keepdim=True).clamp_min(1e-12))
             scales = torch.exp(self.log_scales + d_scale) * kg
         else:
-            means = self.xyz + self.deform(e)
+            means = self.xyz + self.deform(e) + move
             scales = torch.exp(self.log_scales + d_scale)
             quats = self.quats + d_quat
         opacities = torch.sigmoid(self.opacity_logits + d_op)

@@ -138,3 +138,106 @@ class AttributeField(nn.Module):
     def forward(self, feat: torch.Tensor, expr: torch.Tensor):
         out = _mlp_with_expr(self.net, feat, expr)
         return out[:, :3], out[:, 3:7], out[:, 7]
+
+
+class ExpressionBasis(nn.Module):
+    """A linear expression model of the clip's own tracked face, spread over nearby points.
+
+    ``D(x, beta) = g(x) sum_k w_k(x) B[l_k]^T n(beta)`` -- the displacement of a canonical point
+    ``x`` for the expression ``beta``: ``n`` is an :class:`ExpressionNorm` (the neutral frame's
+    expression at 0, each channel in units of its training span), ``B`` (E, L, 3) holds each face
+    landmark's displacement per unit of each channel, fitted in closed form (ridge regression) to
+    the tracked 3D landmarks of the training frames, ``l_k`` are the :data:`K` landmarks nearest
+    to ``x`` with inverse-square-distance weights ``w_k`` summing to 1, and
+    ``g(x) = exp(-d^2 / 2 FALLOFF^2)`` (``d``: distance to the nearest landmark) fades the motion
+    out away from the face (hair, ears and the back of the head stay).
+
+    Why (docs/reconstruct.md, "Expressions as a linear model of the face"): on a talking clip the
+    tracked lower lip moves by ~9 mm, and a linear map from the 52 blendshapes predicts it on
+    held-out frames at r = 0.99, while MLP_deform, fitted by gradient descent with everything
+    else in stage 1, moved it by 1-3 mm: the avatar's mouth did not open. The MLP keeps learning
+    what the linear model misses. Linear in the expression, it also stays sane for other people's
+    expressions (bounded by the avatar's expression clamp). Unfitted (no landmarks) it is zero:
+    avatars and stage-1 checkpoints saved before it existed."""
+
+    K = 4  # landmarks blended per point
+    FALLOFF = 0.1  # dm: the motion fades out over ~1-3 cm beyond the outermost landmarks
+    EPS = 0.005  # dm: softening of the inverse-square weights (landmarks are ~2-10 mm apart)
+    RIDGE = 0.01  # ridge penalty per training frame, in normalised expression units
+
+    def __init__(self, n_expr: int = N_EXPR):
+        super().__init__()
+        self.norm = ExpressionNorm(n_expr)
+        self.register_buffer("anchors", torch.zeros(0, 3))  # (L,3) canonical landmarks
+        self.register_buffer("matrix", torch.zeros(n_expr, 0, 3))  # (E,L,3) B
+        self._memo: list = []
+
+    @property
+    def fitted(self) -> bool:
+        return self.anchors.shape[0] > 0
+
+    @torch.no_grad()
+    def fit(self, expressions: torch.Tensor, landmarks: torch.Tensor, neutral_index: int) -> None:
+        """``expressions`` (N,E) and tracked canonical ``landmarks`` (N,L,3) of the training
+        frames, ``neutral_index`` the neutral frame's row among them."""
+        e = expressions.detach().double().cpu()
+        lm = landmarks.detach().double().cpu()
+        self.norm.fit(e.float(), e[neutral_index].float())
+        X = self.norm(e.float()).double()  # (N,E)
+        Y = (lm - lm[neutral_index]).reshape(len(lm), -1)  # (N,3L)
+        A = X.T @ X + self.RIDGE * len(X) * torch.eye(X.shape[1], dtype=X.dtype)
+        B = torch.linalg.solve(A, X.T @ Y)
+        dev = self.anchors.device
+        self.anchors = lm[neutral_index].float().to(dev)
+        self.matrix = B.reshape(X.shape[1], -1, 3).float().to(dev)
+        self._memo = []
+
+    @torch.no_grad()
+    def weights(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(idx (N,K), w (N,K)): the landmarks that move each point and their weights (with the
+        fall-off ``g`` folded in). Constant for fixed points: compute once and pass to
+        :meth:`displacement`."""
+        d = torch.cdist(points.detach().float(), self.anchors)
+        dk, idx = d.topk(min(self.K, d.shape[1]), dim=1, largest=False)
+        w = 1.0 / (dk**2 + self.EPS**2)
+        w = w / w.sum(1, keepdim=True)
+        g = torch.exp(-0.5 * (dk[:, :1] / self.FALLOFF) ** 2)
+        return idx, (w * g).to(points.dtype)
+
+    def displacement(self, weights: tuple[torch.Tensor, torch.Tensor], expression: torch.Tensor) -> torch.Tensor:
+        """(N,3) displacement of the points whose :meth:`weights` are given, for one expression (E,)."""
+        idx, w = weights
+        per_landmark = torch.einsum("e,elc->lc", self.norm(expression.to(self.matrix)), self.matrix)  # (L,3)
+        return (w[..., None] * per_landmark[idx]).sum(1)
+
+    MEMO = 3  # point sets whose weights are kept (stage 1: the surface and the landmarks)
+
+    def forward(self, points: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
+        """(N,3) displacement of ``points`` (N,3) for one expression; zeros when unfitted. The
+        weights of the last few point sets are kept and reused while the same tensor is unchanged
+        (the same surface for every frame of a training step, an avatar's fixed surface)."""
+        if not self.fitted:
+            return torch.zeros_like(points)
+        for pts, version, w in self._memo:
+            if pts is points and version == points._version:
+                break
+        else:
+            w = self.weights(points)
+            self._memo = [(points, points._version, w)] + self._memo[: self.MEMO - 1]
+        return self.displacement(w, expression)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # the number of landmarks comes with the state (0 in states saved before the basis existed:
+        # missing keys load as the unfitted, zero basis)
+        for name in ("anchors", "matrix"):
+            v = state_dict.get(prefix + name)
+            if v is not None and v.dim() == getattr(self, name).dim():
+                setattr(self, name, torch.empty_like(v, device=getattr(self, name).device))
+        self._memo = []
+        if prefix + "anchors" not in state_dict and prefix + "matrix" not in state_dict:
+            self.anchors = self.anchors[:0]
+            self.matrix = self.matrix[:, :0]
+            return  # (its ``norm`` is loaded on its own, by the same rule)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)

@@ -35,6 +35,10 @@ class ModelOptions:
     # span (styletalker.models.ExpressionNorm; docs/reconstruct.md: better mouth on talking clips,
     # worse smile on an extreme-expression clip, so not yet the default); false: raw blendshapes
     expr_normalize: bool = False
+    # true: a linear model of the clip's tracked landmarks per expression channel moves the surface
+    # (and the Gaussians on it) beside MLP_deform (styletalker.models.ExpressionBasis); false: the
+    # paper's MLP_deform alone
+    expr_basis: bool = True
 
 
 @dataclass

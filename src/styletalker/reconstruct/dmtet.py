@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..models import N_EXPR, ColorField, DeformField, ExpressionNorm
+from ..models import N_EXPR, ColorField, DeformField, ExpressionBasis, ExpressionNorm
 from .tetgrid import MarchingResult, TetGrid, build_tet_grid, marching_tets, tet_edges
 
 
@@ -57,6 +57,7 @@ class DMTetHead(nn.Module):
         self.deform = DeformField(feat_dim, n_expr, n_freqs, hidden)
         self.color = ColorField(feat_dim, n_expr, hidden)
         self.expr_norm = ExpressionNorm(n_expr)  # fitted to the clip by the pipeline (model.expr_normalize)
+        self.basis = ExpressionBasis(n_expr)  # fitted to the clip by the pipeline (model.expr_basis)
 
     # -- grid ------------------------------------------------------------------------------
     def _blur(self, values: torch.Tensor) -> torch.Tensor:
@@ -119,9 +120,14 @@ class DMTetHead(nn.Module):
         m.grid = (sdf, pos, feat)
         return m
 
-    def displacement(self, mesh: MarchingResult, expression: torch.Tensor) -> torch.Tensor:
-        """MLP_deform's displacement (V,3) of the canonical surface's vertices for ``expression``."""
+    def mlp_displacement(self, mesh: MarchingResult, expression: torch.Tensor) -> torch.Tensor:
+        """MLP_deform's share (V,3) of :meth:`displacement`."""
         return self.deform(mesh.attrs, mesh.verts, self.expr_norm(expression))
+
+    def displacement(self, mesh: MarchingResult, expression: torch.Tensor) -> torch.Tensor:
+        """Displacement (V,3) of the canonical surface's vertices for ``expression``: MLP_deform
+        plus the linear expression basis (zero unless fitted, ``model.expr_basis``)."""
+        return self.mlp_displacement(mesh, expression) + self.basis(mesh.verts, expression)
 
     def deformed(self, mesh: MarchingResult, expression: torch.Tensor) -> torch.Tensor:
         return mesh.verts + self.displacement(mesh, expression)
@@ -137,4 +143,4 @@ class DMTetHead(nn.Module):
     def predict_landmarks(self, expression: torch.Tensor, feat: torch.Tensor | None = None) -> torch.Tensor:
         """(L,3) expression-conditioned landmarks for one expression vector (E,)."""
         L = self.landmarks
-        return L + self.deform(self.landmark_features(feat), L, self.expr_norm(expression))
+        return L + self.deform(self.landmark_features(feat), L, self.expr_norm(expression)) + self.basis(L, expression)

@@ -139,6 +139,7 @@ def init_from_mesh(mesh_model, n_points: int | None, hidden: int, seed: int = 0,
     else:
         raise ValueError(f"unknown anchor {anchor!r}")
     av.expr_norm.load_state_dict(mesh_model.expr_norm.state_dict())
+    av.basis.load_state_dict(mesh_model.basis.state_dict())
     if not retrain_deform:
         av.deform.load_state_dict(mesh_model.deform.state_dict())
     return av
@@ -256,7 +257,8 @@ def gauss_losses(av: GaussianAvatar, samples: list[Sample], data: ReconData, cfg
             img = out.image * s.valid + bg * (1 - s.valid)
             l_ssim = l_ssim + (1 - ssim_torch(img, s.target))
         if cfg.train_deform and s.landmarks is not None:
-            P = av.landmarks + av.deform(landmark_features(av), av.landmarks, av.expression_input(s.expression))
+            e = av.clamped(s.expression)
+            P = av.landmarks + av.deform(landmark_features(av), av.landmarks, av.expr_norm(e)) + av.basis(av.landmarks, e)
             l_def = l_def + (P - s.landmarks).norm(dim=-1).mean()
             n_def += 1
     n = len(samples)

@@ -90,8 +90,8 @@ def mesh_losses(model: DMTetHead, data: ReconData, frames, cfg: MeshTrainConfig,
     for i in frames:
         i = int(i)
         e = data.expression[i]
-        D = model.displacement(mesh, e)
-        v = mesh.verts + D
+        D = model.mlp_displacement(mesh, e)  # (the penalty below is on MLP_deform's share only)
+        v = mesh.verts + D + model.basis(mesh.verts, e)
         c = model.colors(mesh, e)
         r = rasterize(v, mesh.faces, c, data.K[i], data.world_to_cam[i], data.width, data.height, background=bg, sigma=cfg.sigma)
         valid = data.valid[i]
@@ -105,7 +105,7 @@ def mesh_losses(model: DMTetHead, data: ReconData, frames, cfg: MeshTrainConfig,
     n = max(len(frames), 1)
     l_rgb, l_sil, l_def, l_off, l_lap = l_rgb / n, l_sil / n, l_def / n, l_off / n, l_lap / n
     if cfg.w_offset > 0 and any(p.requires_grad for p in model.deform.parameters()):
-        D0 = model.displacement(mesh, data.expression[data.neutral_index])
+        D0 = model.mlp_displacement(mesh, data.expression[data.neutral_index])
         l_off = l_off + cfg.w_offset * (D0**2).sum(-1).mean()
     l_lmk = model.sdf_at(model.landmarks, sdf).abs().mean()
     l_sym = symmetry_loss(model, sdf) if cfg.w_sym > 0 else torch.zeros(())

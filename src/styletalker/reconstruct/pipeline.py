@@ -55,11 +55,16 @@ def sphere_init(data: ReconData, radius: float | None = None) -> tuple[torch.Ten
     return torch.tensor([cx, cy, cz]), float(r)
 
 
-def fit_expression_norm(module, cfg: C.ReconstructConfig, data: ReconData) -> None:
-    """Fit the MLPs' expression normalisation of ``module`` (DMTetHead or GaussianAvatar) to the
-    training frames when ``model.expr_normalize`` (else it stays the identity)."""
+def fit_expression_models(module, cfg: C.ReconstructConfig, data: ReconData) -> None:
+    """Fit to the training frames what ``module`` (DMTetHead or GaussianAvatar) makes of an
+    expression: the MLPs' normalisation when ``model.expr_normalize`` (else the identity) and the
+    linear expression basis of the tracked landmarks when ``model.expr_basis`` (else zero)."""
+    idx = data.train_idx
     if cfg.model.expr_normalize:
-        module.expr_norm.fit(data.expression[data.train_idx], data.expression[data.neutral_index])
+        module.expr_norm.fit(data.expression[idx], data.expression[data.neutral_index])
+    if cfg.model.expr_basis:
+        rows = torch.cat([idx[idx != data.neutral_index], idx.new_tensor([data.neutral_index])])
+        module.basis.fit(data.expression[rows], data.landmarks3d[rows], len(rows) - 1)
 
 
 def build_mesh_model(cfg: C.ReconstructConfig, data: ReconData) -> DMTetHead:
@@ -69,7 +74,7 @@ def build_mesh_model(cfg: C.ReconstructConfig, data: ReconData) -> DMTetHead:
     model = DMTetHead(data.neutral_landmarks, res=m.res, extent=m.extent * radius, center=center, radius=radius,
                       feat_dim=mo.feat_dim, n_freqs=mo.n_freqs, hidden=mo.hidden, offset_scale=m.offset_scale,
                       smooth=m.smooth)
-    fit_expression_norm(model, cfg, data)
+    fit_expression_models(model, cfg, data)
     return model
 
 
@@ -229,7 +234,7 @@ def run_gauss_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead 
                                   data.expression.shape[1], mo.n_freqs, mo.hidden, seed=cfg.seed,
                                   init_opacity=go.init_opacity, attr_bound=go.attr_bound,
                                   clamp_expression=go.clamp_expression)
-            fit_expression_norm(av, cfg, data)
+            fit_expression_models(av, cfg, data)
         av.set_expression_range(data.expression[data.train_idx].cpu(), data.expression[data.neutral_index].cpu())
     av = av.to(cfg.device)
     opt = gauss_optimizer(av, tc)

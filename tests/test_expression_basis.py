@@ -20,6 +20,19 @@ def tracking(franck_work):
 
 
 @pytest.fixture(scope="module")
+def basis_work(franck_work, tmp_path_factory):
+    """The test clip reconstructed with ``model.expr_basis=true`` (preset "test")."""
+    import shutil
+
+    from styletalker.reconstruct import run_reconstruct
+
+    work = tmp_path_factory.mktemp("basis")
+    shutil.copytree(franck_work / "preprocess", work / "preprocess")
+    run_reconstruct(work, preset="test", progress=False, **{"model.expr_basis": True})
+    return work
+
+
+@pytest.fixture(scope="module")
 def jaw_channel(franck_work):
     import json
 
@@ -70,15 +83,17 @@ def test_basis_moves_the_face_and_fades_out_away_from_it(tracking):
     assert float(basis(a, E[t])[LOWER_LIP].norm()) > 0.005  # the lip drops by more than 0.5 mm
 
 
-def test_states_saved_before_the_basis_load_as_no_motion(franck_avatar_work, tracking, jaw_channel):
-    """The reconstruction fits the basis by default and carries it from stage 1 into the avatar;
+def test_states_saved_before_the_basis_load_as_no_motion(basis_work, franck_avatar_work, tracking, jaw_channel):
+    """The reconstruction fits the basis (``model.expr_basis=true``) and carries it from stage 1
+    into the avatar, and the default leaves it out;
     an avatar or stage-1 state without ``basis.*`` loads strictly and moves only by MLP_deform,
     and the fast FrozenAvatar gives the same Gaussians as the avatar."""
     from styletalker.reconstruct.dmtet import DMTetHead
 
     E, _ = tracking
-    av = GaussianAvatar.load(franck_avatar_work / "reconstruct" / "avatar.pt")
+    av = GaussianAvatar.load(basis_work / "reconstruct" / "avatar.pt")
     assert av.basis.fitted
+    assert not GaussianAvatar.load(franck_avatar_work / "reconstruct" / "avatar.pt").basis.fitted
     e = E[int(E[:, jaw_channel].argmax())]  # the clip's widest jawOpen
     with torch.no_grad():
         full = av.deformed_mesh(e) - av.mesh_verts

@@ -36,9 +36,10 @@ class ModelOptions:
     # worse smile on an extreme-expression clip, so not yet the default); false: raw blendshapes
     expr_normalize: bool = False
     # true: a linear model of the clip's tracked landmarks per expression channel moves the surface
-    # (and the Gaussians on it) beside MLP_deform (styletalker.models.ExpressionBasis); false: the
-    # paper's MLP_deform alone
-    expr_basis: bool = True
+    # (and the Gaussians on it) beside MLP_deform (styletalker.models.ExpressionBasis; docs/
+    # reconstruct.md: the demo avatar's mouth and smile follow other people, the benchmark clip's
+    # held-out frames lose 1.6 dB, so not yet the default); false: the paper's MLP_deform alone
+    expr_basis: bool = False
 
 
 @dataclass

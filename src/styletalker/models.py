@@ -13,6 +13,7 @@ pretrained deformation weights can be copied over unchanged.
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -218,12 +219,13 @@ class ExpressionBasis(nn.Module):
         (the same surface for every frame of a training step, an avatar's fixed surface)."""
         if not self.fitted:
             return torch.zeros_like(points)
-        for pts, version, w in self._memo:
-            if pts is points and version == points._version:
+        for ref, version, w in self._memo:
+            if ref() is points and version == points._version:
                 break
         else:
             w = self.weights(points)
-            self._memo = [(points, points._version, w)] + self._memo[: self.MEMO - 1]
+            # a weak reference: a stage-1 surface (and its autograd graph) is not kept alive by it
+            self._memo = [(weakref.ref(points), points._version, w)] + self._memo[: self.MEMO - 1]
         return self.displacement(w, expression)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,

@@ -183,8 +183,12 @@ class GaussianAvatar(nn.Module):
     def deformed_mesh(self, expression: torch.Tensor) -> torch.Tensor:
         """Vertices (V,3) of the anchoring surface deformed to ``expression`` (bound avatars)."""
         e = self.clamped(expression)
-        return self.mesh_verts + self.deform(self.mesh_features, self.mesh_verts, self.expr_norm(e)) + self.basis(
-            self.mesh_verts, e)
+        return self._surface(e, self.expr_norm(e))
+
+    def _surface(self, e_raw: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """The anchoring surface's vertices for the clamped expression ``e_raw`` (the basis sees
+        it) and its normalised form ``e`` (MLP_deform sees it)."""
+        return self.mesh_verts + self.deform(self.mesh_features, self.mesh_verts, e) + self.basis(self.mesh_verts, e_raw)
 
     def mlp_colors(self, expression: torch.Tensor) -> torch.Tensor:
         """MLP_color of every Gaussian (before an edit's colour residual)."""
@@ -204,7 +208,7 @@ class GaussianAvatar(nn.Module):
         e = self.expr_norm(e_raw)
         d_scale, d_quat, d_op = self._attribute_residuals(e)
         if self.bound:
-            V = self.mesh_verts + self.deform(self.mesh_features, self.mesh_verts, e) + self.basis(self.mesh_verts, e_raw)
+            V = self._surface(e_raw, e)
             f = self.mesh_faces[self.face_id]
             tri = V[f]  # (N,3,3)
             R, area2 = triangle_frames(tri)

@@ -10,7 +10,8 @@ styletalker.reconstruct.config, e.g. ``gauss.anchor=free``). Then, per variant:
 * held-out frames of view1 (the training camera): PSNR / SSIM;
 * view0 / view2 (the side cameras): the avatar rendered with that camera's tracked head pose and
   view1's expression at the same instant, scored against the side frame, as rendered and after a
-  2D similarity alignment (styletalker.crossview); contact sheets ``<variant>_view0.png``;
+  2D similarity alignment (styletalker.crossview), with the silhouette IoU and the shape ceiling
+  (the side frame cut to the render's silhouette); contact sheets ``<variant>_view0.png``;
 * the avatar turned by -60..60 degrees in 15-degree steps and tracked by MediaPipe: detection
   rate, |tracked - requested yaw|; the orbit contact sheet ``<variant>_orbit.png``;
 * reconstruction minutes per stage.
@@ -109,8 +110,8 @@ def run_variant(root: Path, name: str, opts: dict, cams: dict, preset: str, mesh
 
 
 def table(results: list[dict]) -> str:
-    head = ["variant", "held-out PSNR", "SSIM", "view0 PSNR", "SSIM", "aligned", "view2 PSNR", "SSIM", "aligned",
-            "face found (-60..60)", "yaw err", "minutes"]
+    head = ["variant", "held-out PSNR", "SSIM", "view0 PSNR", "SSIM", "aligned", "IoU (ceiling)", "view2 PSNR", "SSIM",
+            "aligned", "IoU (ceiling)", "face found (-60..60)", "yaw err", "minutes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         y = r["yaw"]
@@ -118,8 +119,9 @@ def table(results: list[dict]) -> str:
         mins = sum(v for k, v in r["seconds"].items() if k in ("mesh", "prior", "gaussians") and v) / 60
         lines.append("| " + " | ".join([
             r["variant"], f"{r['heldout']['psnr']:.2f}", f"{r['heldout']['ssim']:.3f}",
-            f"{r['view0']['psnr']:.2f}", f"{r['view0']['ssim']:.3f}", f"{r['view0']['aligned']['psnr']:.2f}",
-            f"{r['view2']['psnr']:.2f}", f"{r['view2']['ssim']:.3f}", f"{r['view2']['aligned']['psnr']:.2f}",
+            *(cell for cam in ("view0", "view2") for cell in (
+                f"{r[cam]['psnr']:.2f}", f"{r[cam]['ssim']:.3f}", f"{r[cam]['aligned']['psnr']:.2f}",
+                "-" if r[cam].get("iou") is None else f"{r[cam]['iou']:.3f} ({r[cam]['psnr_shape']:.2f})")),
             f"{found} ({y['detection_rate']:.0%})",
             "-" if y["mean_yaw_error"] is None else f"{y['mean_yaw_error']:.1f}", f"{mins:.1f}"]) + " |")
     return "\n".join(lines) + "\n"

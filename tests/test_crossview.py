@@ -62,6 +62,10 @@ def test_same_camera_scores_like_the_training_frames(franck_avatar_work, tmp_pat
     want = np.mean([psnr(render_avatar_frame(av, data, i), data.target[i]) for i in range(len(ds))])
     assert r["psnr"] == pytest.approx(want, abs=1e-4)
     assert abs(r["aligned"]["psnr"] - r["psnr"]) < 0.05  # nothing to align
+    # the shape: the render's silhouette covers most of the head it was trained on (a tiny
+    # test-preset avatar), and the frame cut to it (a perfect texture on this shape) scores above
+    # the render
+    assert r["iou"] > 0.7 and r["psnr_shape"] > r["psnr"] + 1.0, (r["iou"], r["psnr_shape"], r["psnr"])
     assert (tmp_path / "sheet.png").is_file()
     with pytest.raises(InputError, match="itself"):
         cross_view_scores(franck_avatar_work, franck_avatar_work)
@@ -76,6 +80,8 @@ def test_alignment_takes_out_a_pose_error(franck_avatar_work, tmp_path):
     assert r["landmark_px"] > 0.5
     assert r["psnr"] < ref["psnr"] - 0.3
     assert r["aligned"]["psnr"] > r["psnr"] + 0.2
+    # the silhouette no longer sits on the other camera's head: IoU and shape ceiling drop
+    assert r["iou"] < ref["iou"] - 0.02 and r["psnr_shape"] < ref["psnr_shape"] - 0.3
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} (the multi-view benchmark clips) is not there")

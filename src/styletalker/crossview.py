@@ -15,6 +15,11 @@ reconstruction's background, at the reconstruction's image size -- the same prot
 held-out frames (:mod:`styletalker.reconstruct.evaluate`). PSNR / SSIM over the whole crop,
 PSNR inside the head mask.
 
+How much of the gap is the shape: the silhouette IoU of the render (alpha > 0.5) against the
+other camera's head mask, and the *shape ceiling*, the PSNR of the other camera's own frame cut to
+the render's silhouette (its pixels inside, the background outside): what a perfect texture on
+this shape would score. A score far below its ceiling is the appearance; a low ceiling is the shape.
+
 Each camera's tracked pose has its own error (the tracker's fixed 63-degree virtual camera, its
 depth and scale), so the scores are also given after a 2D similarity alignment: the training
 camera's 3D landmarks of that instant, projected with the other camera's pose, are fitted (scale,
@@ -150,6 +155,7 @@ def cross_view_scores(work, other, *, edit: str | None = None, align: bool = Tru
         head = od.head[b].numpy()
         rec = {"frame": int(ds.frame_index[a]), "psnr": psnr(img, ref), "ssim": ssim(img, ref),
                "psnr_head": psnr(img, ref, mask=head) if head.sum() > 0 else None}
+        rec.update(shape_scores((out.alpha.float() * od.valid[b]).numpy(), head, ref, od.background))
         src = _project(K.numpy().astype(np.float64), w2c.numpy().astype(np.float64),
                        ds.landmarks3d[a].numpy().astype(np.float64))[mesh_ids]
         dst = _project(K.numpy().astype(np.float64), w2c.numpy().astype(np.float64),
@@ -179,17 +185,32 @@ def cross_view_scores(work, other, *, edit: str | None = None, align: bool = Tru
     return res
 
 
+def shape_scores(alpha: np.ndarray, head: np.ndarray, ref: np.ndarray, background) -> dict:
+    """``iou`` of the render's silhouette (``alpha`` (H,W,1) > 0.5) with the ``head`` mask (H,W,1)
+    and ``psnr_shape``, the PSNR of ``ref`` cut to that silhouette (module doc: the shape ceiling)."""
+    sil, gt = alpha[..., 0] > 0.5, head[..., 0] > 0.5
+    union = int((sil | gt).sum())
+    cut = np.where(sil[..., None], ref, np.asarray(background, ref.dtype)).astype(ref.dtype)
+    return {"iou": float((sil & gt).sum() / union) if union else None, "psnr_shape": psnr(cut, ref)}
+
+
 def _summary(per: list[dict]) -> dict:
-    heads = [p["psnr_head"] for p in per if p.get("psnr_head") is not None]
-    return {"frames": len(per), "psnr": float(np.mean([p["psnr"] for p in per])),
-            "ssim": float(np.mean([p["ssim"] for p in per])),
-            "psnr_head": float(np.mean(heads)) if heads else None, "per_frame": per}
+    def mean(key):
+        v = [p[key] for p in per if p.get(key) is not None]
+        return float(np.mean(v)) if v else None
+
+    res = {"frames": len(per), "psnr": mean("psnr"), "ssim": mean("ssim"), "psnr_head": mean("psnr_head")}
+    res.update({k: mean(k) for k in ("iou", "psnr_shape") if any(k in p for p in per)})
+    res["per_frame"] = per
+    return res
 
 
 def format_scores(name: str, r: dict) -> str:
     s = f"{name}: {r['frames']} frames  PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}"
     if r.get("psnr_head") is not None:
         s += f"  PSNR(head) {r['psnr_head']:.2f} dB"
+    if r.get("iou") is not None:
+        s += f"  silhouette IoU {r['iou']:.3f} (shape ceiling {r['psnr_shape']:.2f} dB)"
     if r.get("aligned"):
         a = r["aligned"]
         s += f"  | aligned: PSNR {a['psnr']:.2f} dB  SSIM {a['ssim']:.4f}"

@@ -20,15 +20,15 @@ def tracking(franck_work):
 
 
 @pytest.fixture(scope="module")
-def basis_work(franck_work, tmp_path_factory):
-    """The test clip reconstructed with ``model.expr_basis=true`` (preset "test")."""
+def no_basis_work(franck_work, tmp_path_factory):
+    """The test clip reconstructed with ``model.expr_basis=false`` (preset "test")."""
     import shutil
 
     from styletalker.reconstruct import run_reconstruct
 
-    work = tmp_path_factory.mktemp("basis")
+    work = tmp_path_factory.mktemp("no_basis")
     shutil.copytree(franck_work / "preprocess", work / "preprocess")
-    run_reconstruct(work, preset="test", progress=False, **{"model.expr_basis": True})
+    run_reconstruct(work, preset="test", progress=False, **{"model.expr_basis": False})
     return work
 
 
@@ -83,17 +83,17 @@ def test_basis_moves_the_face_and_fades_out_away_from_it(tracking):
     assert float(basis(a, E[t])[LOWER_LIP].norm()) > 0.005  # the lip drops by more than 0.5 mm
 
 
-def test_states_saved_before_the_basis_load_as_no_motion(basis_work, franck_avatar_work, tracking, jaw_channel):
-    """The reconstruction fits the basis (``model.expr_basis=true``) and carries it from stage 1
-    into the avatar, and the default leaves it out;
+def test_states_saved_before_the_basis_load_as_no_motion(franck_avatar_work, no_basis_work, tracking, jaw_channel):
+    """The reconstruction fits the basis (``model.expr_basis``, on by default) and carries it from
+    stage 1 into the avatar, and ``model.expr_basis=false`` leaves it out;
     an avatar or stage-1 state without ``basis.*`` loads strictly and moves only by MLP_deform,
     and the fast FrozenAvatar gives the same Gaussians as the avatar."""
     from styletalker.reconstruct.dmtet import DMTetHead
 
     E, _ = tracking
-    av = GaussianAvatar.load(basis_work / "reconstruct" / "avatar.pt")
+    av = GaussianAvatar.load(franck_avatar_work / "reconstruct" / "avatar.pt")
     assert av.basis.fitted
-    assert not GaussianAvatar.load(franck_avatar_work / "reconstruct" / "avatar.pt").basis.fitted
+    assert not GaussianAvatar.load(no_basis_work / "reconstruct" / "avatar.pt").basis.fitted
     e = E[int(E[:, jaw_channel].argmax())]  # the clip's widest jawOpen
     with torch.no_grad():
         full = av.deformed_mesh(e) - av.mesh_verts
@@ -112,3 +112,30 @@ def test_states_saved_before_the_basis_load_as_no_motion(basis_work, franck_avat
     assert torch.equal(back.basis(m.basis.anchors, E[3]), m.basis(m.basis.anchors, E[3]))
     back.load_state_dict({k: v for k, v in before.items() if not k.startswith("basis.")})  # strict
     assert not back.basis.fitted and torch.count_nonzero(back.basis(m.basis.anchors, E[3])) == 0
+
+
+def test_basis_goes_past_the_training_range_by_a_bounded_amount(franck_avatar_work, jaw_channel):
+    """Past the trained range the MLPs see the clamped expression, the linear basis goes on for
+    :attr:`ExpressionBasis.EXTRAPOLATE` training spans and stops there; FrozenAvatar agrees."""
+    av = GaussianAvatar.load(franck_avatar_work / "reconstruct" / "avatar.pt")
+    assert av.config.get("clamp_expression") and av.basis.fitted
+    span = av.expr_max - av.expr_min
+    one = torch.zeros_like(span)
+    one[jaw_channel] = 1.0
+    top = av.expr_neutral.clone()
+    top[jaw_channel] = av.expr_max[jaw_channel]
+    edge = top + ExpressionBasis.EXTRAPOLATE * span * one
+    past, far = top + 0.5 * ExpressionBasis.EXTRAPOLATE * span * one, top + 10 * span * one
+    with torch.no_grad():
+        g = {k: av(e) for k, e in (("top", top), ("past", past), ("edge", edge), ("far", far))}
+        mesh = {k: av.deformed_mesh(e) for k, e in (("top", top), ("past", past), ("edge", edge), ("far", far))}
+        frozen = FrozenAvatar(av)(far)
+    for k in ("past", "edge", "far"):  # the MLPs: clamped
+        assert torch.equal(g[k].colors, g["top"].colors) and torch.equal(g[k].opacities, g["top"].opacities)
+    step1 = (mesh["past"] - mesh["top"]).norm(dim=-1).max()
+    step2 = (mesh["edge"] - mesh["top"]).norm(dim=-1).max()
+    assert float(step1) > 1e-4  # the mouth opens further past the clip's widest jawOpen
+    assert abs(float(step2) - 2 * float(step1)) < 0.02 * float(step2)  # linearly
+    assert torch.equal(mesh["far"], mesh["edge"])  # and no further than EXTRAPOLATE spans
+    for f in ("means", "quats", "scales", "opacities", "colors"):
+        assert torch.equal(getattr(frozen, f), getattr(g["far"], f))

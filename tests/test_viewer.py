@@ -55,7 +55,8 @@ def jaw_rigged_work(src: Path, dst: Path, amount: float = 0.5, sharpness: float 
     """A copy of the work folder ``src`` whose avatar opens its jaw with jawOpen (see the module
     docstring): MLP_deform = a single unit ``silu(k (y - y_lips + jawOpen - 1))`` pushing the
     surface down, which is ~0 unless jawOpen is large and the point lies below the lips; MLP_color
-    and MLP_attr no longer see jawOpen."""
+    and MLP_attr no longer see jawOpen. The rig sees the raw blendshapes and moves alone: the
+    expression normalisation is set to the identity and the linear expression basis removed."""
     from styletalker.avatar import GaussianAvatar
     from styletalker.workdir import mark_complete
 
@@ -81,6 +82,9 @@ def jaw_rigged_work(src: Path, dst: Path, amount: float = 0.5, sharpness: float 
         for field in (av.color, av.attributes):  # jawOpen drives the geometry only (these were never
             field.net[0].weight[:, C + jaw] = 0.0  # fitted beyond the clip's jawOpen < 0.1)
         av.expr_max[jaw] = 1.0  # the rig is defined up to a wide-open mouth
+        av.expr_norm.shift.zero_()
+        av.expr_norm.scale.fill_(1.0)
+    av.basis.anchors, av.basis.matrix = av.basis.anchors[:0], av.basis.matrix[:, :0]
     av.save(dst / "reconstruct" / "avatar.pt", **av.extra)
     mark_complete(dst / "reconstruct", stage="reconstruct", rigged_from=str(src))
     return dst

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 POSE_MODES = ("relative", "rotation", "none")  # head motion taken from the driver
-RETARGET_MODES = ("auto", "raw")  # expressions: mapped onto the avatar's range, or as tracked
+# expressions (styletalker.retarget): auto = onto the avatar's range, never shrinking the driver's
+# motion; range = onto the avatar's range, clamped to it; raw = as tracked
+RETARGET_MODES = ("auto", "range", "raw")
 ORBIT_MODES = ("swing", "turn")  # seamless back-and-forth loop, or one sweep left to right
 ORBIT_DEGREES = 90.0  # default orbit sweep: -45..+45 degrees
 
@@ -24,7 +26,7 @@ class DriveOptions:
     fps: float | None = None  # subsample the driver to at most this many frames/s (None: all)
     pose: str = "relative"  # one of POSE_MODES
     retarget: str = "auto"  # one of RETARGET_MODES
-    expression_gain: float = 1.0  # >1 exaggerates, <1 damps the driver's expressions (retarget auto)
+    expression_gain: float = 1.0  # >1 exaggerates, <1 damps the driver's expressions (retarget auto / range)
     side_by_side: bool = False  # the driver's face crop left of the avatar
     scale: float = 1.0  # render at scale x the avatar's image size
 

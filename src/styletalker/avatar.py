@@ -24,7 +24,9 @@ Two ways of placing the Gaussians (``config["binding"]``):
 Expression range: the avatar keeps the per-channel range of the expressions it was trained on
 (``expr_min`` / ``expr_max``, 5th / 95th percentiles ``expr_low`` / ``expr_high`` and the neutral
 frame's ``expr_neutral``). With ``config["clamp_expression"]`` every input expression is clamped
-to ``[expr_min, expr_max]`` before it reaches the MLPs, which were never trained outside it.
+to ``[expr_min, expr_max]`` before it reaches the MLPs, which were never trained outside it; the
+linear expression basis, a linear model of the face, sees it clamped to that range widened by
+``ExpressionBasis.EXTRAPOLATE`` spans (:meth:`GaussianAvatar.basis_input`).
 ``config["attr_bound"]``: MLP_attr's expression residuals are bounded (``b * tanh``): log-scale by
 ``b``, opacity logit by ``4 b``, rotation by ``b / 2``; ``0`` turns MLP_attr off (static
 attributes), ``None`` leaves it unbounded (format 1 behaviour).
@@ -166,11 +168,22 @@ class GaussianAvatar(nn.Module):
         self.config["expression_range"] = True
 
     def clamped(self, expression: torch.Tensor) -> torch.Tensor:
-        """The expression clamped to the training range when ``clamp_expression`` (what the
-        linear expression basis sees)."""
+        """The expression clamped to the training range when ``clamp_expression``."""
         e = expression.to(self.features)
         if self.config.get("clamp_expression") and self.config.get("expression_range"):
             e = torch.minimum(torch.maximum(e, self.expr_min), self.expr_max)
+        return e
+
+    def basis_input(self, expression: torch.Tensor) -> torch.Tensor:
+        """The expression the linear expression basis sees: with ``clamp_expression``, clamped to
+        the training range widened by :attr:`ExpressionBasis.EXTRAPOLATE
+        <styletalker.models.ExpressionBasis.EXTRAPOLATE>` training spans on each side. A linear
+        model of the face may go past the expressions the clip showed (a talking clip opens the
+        mouth a little, a driver wide) where the MLPs, clamped to the range, may not."""
+        e = expression.to(self.features)
+        if self.config.get("clamp_expression") and self.config.get("expression_range"):
+            widen = self.basis.EXTRAPOLATE * (self.expr_max - self.expr_min)
+            e = torch.minimum(torch.maximum(e, self.expr_min - widen), self.expr_max + widen)
         return e
 
     def expression_input(self, expression: torch.Tensor) -> torch.Tensor:
@@ -182,13 +195,12 @@ class GaussianAvatar(nn.Module):
     # ---- Gaussians -------------------------------------------------------------------------
     def deformed_mesh(self, expression: torch.Tensor) -> torch.Tensor:
         """Vertices (V,3) of the anchoring surface deformed to ``expression`` (bound avatars)."""
-        e = self.clamped(expression)
-        return self._surface(e, self.expr_norm(e))
+        return self._surface(self.basis_input(expression), self.expression_input(expression))
 
-    def _surface(self, e_raw: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        """The anchoring surface's vertices for the clamped expression ``e_raw`` (the basis sees
-        it) and its normalised form ``e`` (MLP_deform sees it)."""
-        return self.mesh_verts + self.deform(self.mesh_features, self.mesh_verts, e) + self.basis(self.mesh_verts, e_raw)
+    def _surface(self, e_basis: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """The anchoring surface's vertices for the expression as the basis sees it (``e_basis``,
+        :meth:`basis_input`) and as MLP_deform sees it (``e``, :meth:`expression_input`)."""
+        return self.mesh_verts + self.deform(self.mesh_features, self.mesh_verts, e) + self.basis(self.mesh_verts, e_basis)
 
     def mlp_colors(self, expression: torch.Tensor) -> torch.Tensor:
         """MLP_color of every Gaussian (before an edit's colour residual)."""
@@ -204,11 +216,11 @@ class GaussianAvatar(nn.Module):
         return b * torch.tanh(d_scale), 0.5 * b * torch.tanh(d_quat), 4 * b * torch.tanh(d_op)
 
     def forward(self, expression: torch.Tensor) -> GaussianState:
-        e_raw = self.clamped(expression)
-        e = self.expr_norm(e_raw)
+        e = self.expression_input(expression)
+        e_basis = self.basis_input(expression)
         d_scale, d_quat, d_op = self._attribute_residuals(e)
         if self.bound:
-            V = self._surface(e_raw, e)
+            V = self._surface(e_basis, e)
             f = self.mesh_faces[self.face_id]
             tri = V[f]  # (N,3,3)
             R, area2 = triangle_frames(tri)
@@ -224,7 +236,7 @@ class GaussianAvatar(nn.Module):
             fd = getattr(self, "deform_features", None)
             if fd is None or fd.shape != self.features.shape:
                 fd = self.features
-            means = self.xyz + self.deform(fd, self.xyz, e) + self.basis(self.xyz, e_raw)
+            means = self.xyz + self.deform(fd, self.xyz, e) + self.basis(self.xyz, e_basis)
             scales = torch.exp(self.log_scales + d_scale)
             quats = self.quats + d_quat
         opacities = torch.sigmoid(self.opacity_logits + d_op)
@@ -510,10 +522,9 @@ class FrozenAvatar:
     @torch.no_grad()
     def _gaussians(self, expression: torch.Tensor) -> GaussianState:
         a = self.avatar
-        e_raw = a.clamped(expression)
-        e = a.expr_norm(e_raw)
+        e = a.expression_input(expression)
         d_scale, d_quat, d_op = self._attribute_residuals(e)
-        move = 0.0 if self.basis_weights is None else a.basis.displacement(self.basis_weights, e_raw)
+        move = 0.0 if self.basis_weights is None else a.basis.displacement(self.basis_weights, a.basis_input(expression))
         if a.bound:
             V = a.mesh_verts + self.deform(e) + move
             R, area2 = triangle_frames(V[self.face_verts])  # per used triangle

@@ -158,13 +158,18 @@ class ExpressionBasis(nn.Module):
     held-out frames at r = 0.99, while MLP_deform, fitted by gradient descent with everything
     else in stage 1, moved it by 1-3 mm: the avatar's mouth did not open. The MLP keeps learning
     what the linear model misses. Linear in the expression, it also stays sane for other people's
-    expressions (bounded by the avatar's expression clamp). Unfitted (no landmarks) it is zero:
+    expressions a little past the training range (:attr:`EXTRAPOLATE`). Unfitted (no landmarks) it is zero:
     avatars and stage-1 checkpoints saved before it existed."""
 
     K = 4  # landmarks blended per point
     FALLOFF = 0.1  # dm: the motion fades out over ~1-3 cm beyond the outermost landmarks
     EPS = 0.005  # dm: softening of the inverse-square weights (landmarks are ~2-10 mm apart)
     RIDGE = 0.01  # ridge penalty per training frame, in normalised expression units
+    # how far past the training range an avatar lets the basis go, in training spans per channel
+    # (GaussianAvatar.basis_input; the MLPs stay clamped to the range). docs/animate.md: 1 lets a
+    # talking clip's avatar open its mouth for a driver who opens wide; unbounded, rarely used
+    # channels (brows, eyes) fitted on a few frames distort the face
+    EXTRAPOLATE = 1.0
 
     def __init__(self, n_expr: int = N_EXPR):
         super().__init__()

@@ -1,20 +1,31 @@
-"""Expression retargeting: another person's blendshapes onto the avatar's own range.
+"""Expression retargeting: another person's blendshapes onto the avatar.
 
 Two people use the 52 blendshape channels differently: one person's face at rest already scores
 0.2 on ``browInnerUp``, another's mouth never opens past ``jawOpen`` 0.3, a third blinks to 0.9.
 Fed raw, a driver's coefficients land outside what the avatar was trained on, where its networks
-were never fitted. ``retarget_expressions`` maps every channel of the driver from the driver's own
-range onto the avatar's:
+were never fitted. Every channel is mapped from the driver's own range onto the avatar's:
 
     out_c = src_low_c + gain * ratio_c * (d_c - drv_low_c),   ratio_c = (src_high_c - src_low_c) / (drv_high_c - drv_low_c)
 
 ``low`` / ``high`` are the 5th / 95th percentiles of a channel over a clip (the driver's whole clip;
 the avatar's training frames, stored in the avatar). A channel the driver hardly moves
 (``drv_high - drv_low < min_range``) is shifted, not stretched (``ratio = 1``), so tracker noise is
-not amplified. An avatar saved without its training range (format 1, outside a work folder) is
-driven raw. The result is clamped to the avatar's trained range ``[expr_min, expr_max]``.
-``gain`` > 1 exaggerates, < 1 damps the motion around the rest pose. ``mode="raw"`` passes the
-driver's coefficients unchanged (the avatar still clamps them when it was built to).
+not amplified. Modes (``mode``, ``styletalker animate --retarget``):
+
+* ``auto`` (the default): ``ratio_c`` is never below 1. A driver who moves a channel less than the
+  avatar's clip did is stretched onto the avatar's range (a calm driver's smile becomes the
+  avatar's smile); one who moves it more keeps the size of the motion (a driver's ``jawOpen`` of 0.5
+  asks for a mouth that wide, where ``range`` maps it onto a talking clip's 0.02-0.15, a few
+  pixels). The result is clipped to [0, 1]; the avatar then clamps what its MLPs see to the trained
+  range, and its linear expression basis (when it has one) moves the face on past that range, a
+  bounded way (``GaussianAvatar.basis_input``). Measured in docs/animate.md: as good as or better
+  than ``range`` for every avatar and driver there.
+* ``range``: ``ratio_c`` as it comes, the result clamped to the avatar's trained range
+  ``[expr_min, expr_max]`` (the default before).
+* ``raw``: the driver's coefficients unchanged (the avatar still clamps them when it was built to).
+
+An avatar saved without its training range (format 1, outside a work folder) is driven raw.
+``gain`` > 1 exaggerates, < 1 damps the motion around the rest pose (``auto`` and ``range``).
 """
 
 from __future__ import annotations
@@ -51,7 +62,7 @@ def check_options(mode: str, gain: float) -> None:
 def retarget_expressions(driver: np.ndarray, source: dict | None, mode: str = "auto", gain: float = 1.0,
                          driver_range: tuple[np.ndarray, np.ndarray] | None = None,
                          min_range: float = MIN_RANGE) -> np.ndarray:
-    """Map driver expressions (T,E) onto the avatar's range ``source`` (see :func:`avatar_range`).
+    """Map driver expressions (T,E) onto the avatar's range ``source`` (:func:`avatar_range`) by ``mode``.
 
     ``driver_range``: the driver's (low, high) per channel; default: from ``driver`` itself
     (a live source passes the range seen so far).
@@ -63,5 +74,8 @@ def retarget_expressions(driver: np.ndarray, source: dict | None, mode: str = "a
     lo_d, hi_d = clip_range(d) if driver_range is None else (np.asarray(driver_range[0]), np.asarray(driver_range[1]))
     span_d = hi_d - lo_d
     ratio = np.where(span_d >= min_range, (source["high"] - source["low"]) / np.maximum(span_d, 1e-6), 1.0)
+    if mode == "auto":  # never shrink the driver's motion; the avatar bounds it (module doc)
+        ratio = np.maximum(ratio, 1.0)
     out = source["low"] + gain * ratio * (d - lo_d)
-    return np.clip(out, source["min"], source["max"]).astype(np.float32)
+    lo, hi = (0.0, 1.0) if mode == "auto" else (source["min"], source["max"])
+    return np.clip(out, lo, hi).astype(np.float32)

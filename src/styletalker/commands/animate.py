@@ -27,10 +27,13 @@ def add_arguments(p):
                    help=f"head motion: relative (rotation+translation), rotation only, none (expressions only); "
                         f"default {d.pose}")
     p.add_argument("--retarget", default=d.retarget, choices=list(RETARGET_MODES),
-                   help=f"auto: map each expression channel from the driver's own range onto the avatar's; "
-                        f"raw: use the driver's blendshapes as tracked (default {d.retarget})")
+                   help="expressions: auto = map each channel from the driver's own range onto the avatar's, "
+                        "but never shrink it (a driver's wide-open mouth stays wide on an avatar whose clip "
+                        "barely opened it; its expression basis goes past the trained range for it); "
+                        "range = map it onto the avatar's range and clamp it there (the default before); "
+                        f"raw = the driver's blendshapes as tracked (default {d.retarget}; docs/animate.md)")
     p.add_argument("--expression-gain", type=positive_float, default=d.expression_gain, metavar="G",
-                   help="with --retarget auto: >1 exaggerates, <1 damps the driver's expressions (default %(default)g)")
+                   help="with --retarget auto or range: >1 exaggerates, <1 damps the driver's expressions (default %(default)g)")
     p.add_argument("--side-by-side", action="store_true", default=d.side_by_side,
                    help="put the driver's face crop left of the avatar")
     p.add_argument("--scale", type=positive_float, default=d.scale,

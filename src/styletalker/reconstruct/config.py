@@ -32,14 +32,15 @@ class ModelOptions:
     n_freqs: int = 4
     hidden: int = 64
     # true: the MLPs see each expression channel from the neutral frame in units of its training
-    # span (styletalker.models.ExpressionNorm; docs/reconstruct.md: better mouth on talking clips,
-    # worse smile on an extreme-expression clip, so not yet the default); false: raw blendshapes
-    expr_normalize: bool = False
+    # span (styletalker.models.ExpressionNorm); false: raw blendshapes. With expr_basis and
+    # gauss.train.w_mouth the default (docs/reconstruct.md, "Expressions"): a talking clip's avatar
+    # follows other people's mouth and smile, held-out PSNR +0.6 dB on the demo clip, on par on
+    # the benchmark clip
+    expr_normalize: bool = True
     # true: a linear model of the clip's tracked landmarks per expression channel moves the surface
-    # (and the Gaussians on it) beside MLP_deform (styletalker.models.ExpressionBasis; docs/
-    # reconstruct.md: the demo avatar's mouth and smile follow other people, the benchmark clip's
-    # held-out frames lose 1.6 dB, so not yet the default); false: the paper's MLP_deform alone
-    expr_basis: bool = False
+    # (and the Gaussians on it) beside MLP_deform (styletalker.models.ExpressionBasis); false: the
+    # paper's MLP_deform alone
+    expr_basis: bool = True
 
 
 @dataclass

@@ -52,9 +52,9 @@ class GaussTrainConfig:
     w_offset: float = 1.0  # mesh-anchored: penalty on offsets from the surface beyond max_offset
     max_offset: float = 0.03  # dm
     # extra weight of the mouth (outer lip line, filled, from the tracked landmarks) in the colour
-    # loss of video frames: the mouth is ~1 % of a frame (10 with model.expr_normalize, see
-    # docs/reconstruct.md; alone it does not help)
-    w_mouth: float = 0.0
+    # loss of video frames: the mouth is ~1 % of a frame (docs/reconstruct.md: it helps with
+    # model.expr_normalize, alone it does not)
+    w_mouth: float = 10.0
     densify: DensifyConfig = field(default_factory=DensifyConfig)
 
 
@@ -257,8 +257,8 @@ def gauss_losses(av: GaussianAvatar, samples: list[Sample], data: ReconData, cfg
             img = out.image * s.valid + bg * (1 - s.valid)
             l_ssim = l_ssim + (1 - ssim_torch(img, s.target))
         if cfg.train_deform and s.landmarks is not None:
-            e = av.clamped(s.expression)
-            P = av.landmarks + av.deform(landmark_features(av), av.landmarks, av.expr_norm(e)) + av.basis(av.landmarks, e)
+            P = (av.landmarks + av.deform(landmark_features(av), av.landmarks, av.expression_input(s.expression))
+                 + av.basis(av.landmarks, av.basis_input(s.expression)))
             l_def = l_def + (P - s.landmarks).norm(dim=-1).mean()
             n_def += 1
     n = len(samples)

@@ -326,7 +326,8 @@ class Viewer:
                     for i, name in channels:
                         hint = None
                         if self.expr_max is not None:
-                            hint = f"trained range {self.expr_min[i]:.2f}-{self.expr_max[i]:.2f}; clamped outside"
+                            hint = (f"trained range {self.expr_min[i]:.2f}-{self.expr_max[i]:.2f}; outside it only "
+                                    "the face's linear model moves on, a little")
                         s = gui.add_slider(name, min=0.0, max=1.0, step=0.01,
                                            initial_value=round(float(self.state.expression[i]), 2), hint=hint)
                         s.on_update(lambda e, i=i, s=s: self.set_channel(i, float(s.value)))

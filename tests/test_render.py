@@ -76,6 +76,29 @@ def test_extension_builds():
     assert cpu_implementation() == "ext", _ext.extension_error()
 
 
+def test_a_killed_build_does_not_hang_the_next_load():
+    """A build killed half-way leaves torch's ``lock`` file in the build folder, and torch's loader
+    waits for it to go away, forever. The next load, holding the build lock that no live process
+    holds, clears it and loads (a fresh process, as a user's next command)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from torch.utils.cpp_extension import _get_build_directory
+
+    assert cpu_implementation() == "ext", _ext.extension_error()
+    stale = Path(_get_build_directory(_ext.extension_name(), verbose=False)) / "lock"
+    stale.touch()
+    try:
+        r = subprocess.run([sys.executable, "-c", "from styletalker.render._ext import load_extension; "
+                            "print(load_extension().__file__)"], capture_output=True, text=True, timeout=120)
+    finally:
+        left = stale.exists()
+        stale.unlink(missing_ok=True)
+    assert r.returncode == 0 and _ext.extension_name() in r.stdout, r.stderr[-2000:]
+    assert not left
+
+
 def test_cpu_matches_dense_float64(scene64, dense64):
     params, cam = scene64
     got = run(render_cpu, params, cam, (0.2, 0.5, 0.9))

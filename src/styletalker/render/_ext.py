@@ -5,10 +5,18 @@ The extension is compiled once per machine (about a minute; ``make setup`` does 
 ``~/.cache/torch_extensions/py311_cpu/<name>/``). The cache key includes the source text and the
 compiler flags, so editing the .cpp rebuilds it. ``STYLETALKER_RENDER_NO_EXT=1`` disables the
 extension (the pure-PyTorch backend is used instead).
+
+One process builds at a time: torch's loader marks a build in progress with a ``lock`` file in the
+build folder and waits, forever, while that file exists, so a build killed half-way (Ctrl-C during
+the first minute) left every later render hanging. :func:`load_extension` therefore builds under
+an operating-system lock of its own (``fcntl.flock`` on ``<build folder>.styletalker-lock``), which
+the kernel releases when its holder dies; holding it, a ``lock`` file left in the build folder can
+only be a dead build's, and is removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -72,13 +80,34 @@ def load_extension(verbose: bool = False):
         raise RuntimeError(f"no C++ compiler found ({cxx!r} is not on PATH; install g++ or set CXX)")
     isa, flags = _isa_flags()
     cflags = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-pthread"] + flags
-    return load(
-        name=extension_name(),
-        sources=[str(SOURCE)],
-        extra_cflags=cflags,
-        extra_ldflags=["-pthread"],
-        verbose=verbose,
-    )
+    with _build_lock(extension_name()):
+        return load(
+            name=extension_name(),
+            sources=[str(SOURCE)],
+            extra_cflags=cflags,
+            extra_ldflags=["-pthread"],
+            verbose=verbose,
+        )
+
+
+@contextlib.contextmanager
+def _build_lock(name: str):
+    """Hold the build lock of extension ``name`` (module doc); clear a dead build's ``lock`` file."""
+    try:
+        import fcntl
+
+        from torch.utils.cpp_extension import _get_build_directory
+    except ImportError:  # not POSIX, or a torch without the helper: torch's own lock only
+        yield
+        return
+    folder = Path(_get_build_directory(name, verbose=False))
+    with open(folder.parent / f"{folder.name}.styletalker-lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # waits while another process builds; released if it dies
+        try:
+            (folder / "lock").unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def get_extension():

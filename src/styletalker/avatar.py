@@ -167,24 +167,21 @@ class GaussianAvatar(nn.Module):
             getattr(self, name).copy_(v)
         self.config["expression_range"] = True
 
-    def clamped(self, expression: torch.Tensor) -> torch.Tensor:
-        """The expression clamped to the training range when ``clamp_expression``."""
+    def clamped(self, expression: torch.Tensor, spans: float = 0.0) -> torch.Tensor:
+        """The expression clamped, when ``clamp_expression``, to the training range widened by
+        ``spans`` training spans (``expr_max - expr_min``) on each side."""
         e = expression.to(self.features)
         if self.config.get("clamp_expression") and self.config.get("expression_range"):
-            e = torch.minimum(torch.maximum(e, self.expr_min), self.expr_max)
+            widen = spans * (self.expr_max - self.expr_min)
+            e = torch.minimum(torch.maximum(e, self.expr_min - widen), self.expr_max + widen)
         return e
 
     def basis_input(self, expression: torch.Tensor) -> torch.Tensor:
-        """The expression the linear expression basis sees: with ``clamp_expression``, clamped to
-        the training range widened by :attr:`ExpressionBasis.EXTRAPOLATE
-        <styletalker.models.ExpressionBasis.EXTRAPOLATE>` training spans on each side. A linear
-        model of the face may go past the expressions the clip showed (a talking clip opens the
-        mouth a little, a driver wide) where the MLPs, clamped to the range, may not."""
-        e = expression.to(self.features)
-        if self.config.get("clamp_expression") and self.config.get("expression_range"):
-            widen = self.basis.EXTRAPOLATE * (self.expr_max - self.expr_min)
-            e = torch.minimum(torch.maximum(e, self.expr_min - widen), self.expr_max + widen)
-        return e
+        """The expression the linear expression basis sees: :meth:`clamped` to the training range
+        widened by :attr:`ExpressionBasis.EXTRAPOLATE <styletalker.models.ExpressionBasis.EXTRAPOLATE>`
+        spans. A linear model of the face may go past the expressions the clip showed (a talking
+        clip opens the mouth a little, a driver wide) where the MLPs, clamped to the range, may not."""
+        return self.clamped(expression, self.basis.EXTRAPOLATE)
 
     def expression_input(self, expression: torch.Tensor) -> torch.Tensor:
         """The expression the MLPs see: :meth:`clamped`, then normalised by ``expr_norm``

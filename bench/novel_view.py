@@ -17,7 +17,8 @@ styletalker.reconstruct.config, e.g. ``gauss.anchor=free``). Then, per variant:
 * reconstruction minutes per stage.
 
 Variants with the same mesh, data and model options share one stage-1 mesh (same inputs, same
-seed: the same mesh), so an ablation of the later stages costs no extra mesh stage. Results: ``novel_view.json``,
+seed: the same mesh; `--mesh-from` adds one of an earlier run), so an ablation of the later stages costs
+no extra mesh stage. Results: ``novel_view.json``,
 ``novel_view.md`` and ``novel_view.png`` (bar plot) in ``--root``.
 """
 
@@ -74,14 +75,12 @@ def preprocess_cameras(root: Path, size: int, fov: float | None = None) -> dict:
     return out
 
 
-NOT_MESH = {"data.edge_px"}  # data options the mesh stage does not use
-
-
-def mesh_key(opts: dict) -> str:
+def mesh_key(opts: dict, preset: str) -> str:
     """The options the stage-1 mesh depends on: variants with the same key share one mesh."""
-    return json.dumps({k: v for k, v in sorted(opts.items())
-                       if (k.split(".")[0] in ("mesh", "data", "model") or k == "seed") and k not in NOT_MESH},
-                      default=str)
+    from styletalker.reconstruct import config as C
+    from styletalker.reconstruct.pipeline import mesh_stage_key, resolve_aliases
+
+    return mesh_stage_key(C.make_config(preset, "cpu", **resolve_aliases(opts)).to_json())
 
 
 def run_variant(root: Path, name: str, opts: dict, cams: dict, preset: str, mesh_from: Path | None) -> dict:
@@ -92,10 +91,8 @@ def run_variant(root: Path, name: str, opts: dict, cams: dict, preset: str, mesh
     work = root / name
     if not (work / "preprocess").is_dir():
         shutil.copytree(cams["view1"] / "preprocess", work / "preprocess")
-    if mesh_from is not None and not (work / "reconstruct" / "mesh").exists():
-        shutil.copytree(mesh_from, work / "reconstruct" / "mesh")
     t = time.time()
-    run_reconstruct(work, preset=preset, progress=False, device="cpu", **opts)
+    run_reconstruct(work, preset=preset, progress=False, device="cpu", mesh_from=mesh_from, **opts)
     wall = time.time() - t
     m = read_json(work / "reconstruct" / "metrics.json")
     res = {"variant": name, "options": opts, "heldout": {"psnr": m["psnr"], "ssim": m["ssim"],
@@ -160,6 +157,9 @@ def main(argv=None) -> int:
     ap.add_argument("--variant", action="append", metavar="NAME=KEY=VALUE;...",
                     help="a reconstruction variant (dotted reconstruct options; 'legacy' = today's pipeline). "
                          "Default: today=legacy and ours (the defaults)")
+    ap.add_argument("--mesh-from", action="append", default=[], metavar="DIR",
+                    help="a complete reconstruct/mesh folder of an earlier run on these cameras (repeatable): "
+                         "variants with the same stage-1 options take it instead of training stage 1")
     args = ap.parse_args(argv)
 
     root = Path(args.root)
@@ -167,8 +167,15 @@ def main(argv=None) -> int:
     variants = [parse_variant(v) for v in (args.variant or ["today=legacy", "ours="])]
     cams = preprocess_cameras(root, args.size, args.fov)
     results, meshes = [], {}
+    for folder in args.mesh_from:
+        from styletalker.reconstruct.pipeline import mesh_folder_key
+
+        key = mesh_folder_key(Path(folder))
+        if key is None:
+            raise SystemExit(f"--mesh-from {folder}: not a complete reconstruct/mesh folder")
+        meshes[key] = Path(folder)
     for name, opts in variants:
-        key = mesh_key(opts)
+        key = mesh_key(opts, args.preset)
         r = run_variant(root, name, opts, cams, args.preset, meshes.get(key))
         meshes.setdefault(key, root / name / "reconstruct" / "mesh")
         results.append(r)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from styletalker.avatar import GaussianAvatar
-from styletalker.errors import MissingStageError, OptionsChangedError
+from styletalker.errors import InputError, MissingStageError, OptionsChangedError
 from styletalker.reconstruct import run_reconstruct
 from styletalker.reconstruct.mesh_io import read_obj
 from styletalker.workdir import is_complete, read_json
@@ -111,6 +111,30 @@ def test_ablation_flags_change_the_pipeline(franck_avatar_work, tmp_path):
     st = torch.load(work2 / "reconstruct" / "mesh" / "checkpoint.pt", weights_only=True)["model"]
     assert not torch.equal(av.deform.net[0].weight, st["deform.net.0.weight"])
     assert json.loads((work2 / "reconstruct" / "metrics.json").read_text())["ablation"]["retrain_deform"] is True
+
+
+def test_mesh_from_reuses_a_matching_stage_1_only(franck_avatar_work, tmp_path):
+    """An ablation of the later stages takes another run's stage-1 mesh (bench/novel_view.py
+    --mesh-from): the same avatar as training stage 1 again; a mesh of other stage-1 options is
+    refused before anything is written."""
+    src = franck_avatar_work / "reconstruct" / "mesh"
+    work = _copy_preprocessed(franck_avatar_work, tmp_path / "w")
+    run_reconstruct(work, preset="test", progress=False, mesh_from=src, **{"data.edge_px": 1})
+    rec = work / "reconstruct"
+    assert is_complete(rec)
+    assert (rec / "mesh" / "checkpoint.pt").read_bytes() == (src / "checkpoint.pt").read_bytes()
+    own = _copy_preprocessed(franck_avatar_work, tmp_path / "own")
+    run_reconstruct(own, preset="test", progress=False, **{"data.edge_px": 1})
+    a = GaussianAvatar.load(rec / "avatar.pt").state_dict()
+    b = GaussianAvatar.load(own / "reconstruct" / "avatar.pt").state_dict()
+    for k in b:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    other = _copy_preprocessed(franck_avatar_work, tmp_path / "other")
+    with pytest.raises(InputError, match="other stage-1 options"):
+        run_reconstruct(other, preset="test", progress=False, mesh_from=src, mesh_iters=7)
+    assert not (other / "reconstruct" / "mesh").exists()
+    with pytest.raises(InputError, match="not a complete stage-1 mesh folder"):
+        run_reconstruct(other, preset="test", progress=False, mesh_from=tmp_path / "nowhere", mesh_iters=7)
 
 
 def test_cli_reconstruct_evaluate_and_errors(franck_avatar_work, tmp_path, capsys):

@@ -288,13 +288,16 @@ def _to(data: ReconData, device) -> ReconData:
 
 # ---------------------------------------------------------------------------------------------
 def run_reconstruct(work, preset: str = "cpu", *, force: bool = False, progress: bool = True,
-                    hook: Callable[[str, int], bool] | None = None, device: str = "auto", **overrides) -> Path:
+                    hook: Callable[[str, int], bool] | None = None, device: str = "auto",
+                    mesh_from: str | Path | None = None, **overrides) -> Path:
     """Reconstruct the avatar of ``work`` (after ``styletalker preprocess``); returns ``work/reconstruct``.
 
     ``overrides``: dotted option names of :class:`~.config.ReconstructConfig` (``"mesh.train.iters"``)
     or the short aliases of :data:`ALIASES` (``mesh_iters``, ``no_mesh``, ``prior``, ...).
     ``hook(stage, iteration) -> True`` simulates Ctrl-C (tests). Resume rule and lock:
-    :class:`~styletalker.workfolder.WorkFolder` (docs/FORMATS.md).
+    :class:`~styletalker.workfolder.WorkFolder` (docs/FORMATS.md). ``mesh_from``: the complete
+    ``reconstruct/mesh`` folder of another reconstruction of the same clip, taken instead of
+    training stage 1 again (:func:`reuse_mesh`; ablations that differ after stage 1 only).
     """
     from ..preprocess import load_dataset
 
@@ -315,8 +318,41 @@ def run_reconstruct(work, preset: str = "cpu", *, force: bool = False, progress:
         if record is None:
             log(f"{out} is complete (use --force to redo)")
             return out
+        if mesh_from is not None:
+            reuse_mesh(cfg, Path(mesh_from), out / MESH_DIR)
         _reconstruct(cfg, ds, out, record, progress, hook)
     return out
+
+
+def mesh_stage_key(cfg_json: dict) -> str:
+    """What stage 1 depends on, as a JSON string, from a ``ReconstructConfig.to_json()``: two
+    reconstructions of one clip with the same key train the same mesh (bit for bit on one device)."""
+    import json
+
+    data = {k: v for k, v in cfg_json["data"].items() if k != "edge_px"}  # edge_px: stage 2 / prior only
+    return json.dumps({"seed": cfg_json["seed"], "device": cfg_json["device"], "data": data,
+                       "model": cfg_json["model"], "mesh": cfg_json["mesh"]}, sort_keys=True, default=str)
+
+
+def mesh_folder_key(folder: Path) -> str | None:
+    """:func:`mesh_stage_key` of a complete stage-1 folder (None: incomplete or unreadable)."""
+    st = load_state(Path(folder) / CHECKPOINT_FILE) if is_complete(folder) else None
+    return mesh_stage_key(st["config"]) if st is not None and "config" in st else None
+
+
+def reuse_mesh(cfg: C.ReconstructConfig, src: Path, dst: Path) -> None:
+    """Copy the complete stage-1 folder ``src`` to ``dst`` (unless ``dst`` is complete already);
+    an incomplete ``src`` or one trained with other stage-1 options is an InputError."""
+    if is_complete(dst):
+        return
+    key = mesh_folder_key(src)
+    if key is None:
+        raise InputError(f"{src}: not a complete stage-1 mesh folder (reconstruct/mesh)")
+    if key != mesh_stage_key(cfg.to_json()):
+        raise InputError(f"{src}: this mesh was trained with other stage-1 options; it cannot be reused")
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
 
 
 def _reconstruct(cfg: C.ReconstructConfig, ds, out: Path, record: dict, progress: bool, hook) -> None:

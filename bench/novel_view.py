@@ -10,8 +10,9 @@ styletalker.reconstruct.config, e.g. ``gauss.anchor=free``). Then, per variant:
 * held-out frames of view1 (the training camera): PSNR / SSIM;
 * view0 / view2 (the side cameras): the avatar rendered with that camera's tracked head pose and
   view1's expression at the same instant, scored against the side frame, as rendered and after a
-  2D similarity alignment (styletalker.crossview), with the silhouette IoU and the shape ceiling
-  (the side frame cut to the render's silhouette); contact sheets ``<variant>_view0.png``;
+  2D similarity alignment (styletalker.crossview), with the silhouette IoU, the shape ceiling
+  (the side frame cut to the render's silhouette) and the outline share (the part of the squared
+  error where the silhouettes disagree); contact sheets ``<variant>_view0.png``;
 * the avatar turned by -60..60 degrees in 15-degree steps and tracked by MediaPipe: detection
   rate, |tracked - requested yaw|; the orbit contact sheet ``<variant>_orbit.png``;
 * reconstruction minutes per stage.
@@ -107,8 +108,8 @@ def run_variant(root: Path, name: str, opts: dict, cams: dict, preset: str, mesh
 
 
 def table(results: list[dict]) -> str:
-    head = ["variant", "held-out PSNR", "SSIM", "view0 PSNR", "SSIM", "aligned", "IoU (ceiling)", "view2 PSNR", "SSIM",
-            "aligned", "IoU (ceiling)", "face found (-60..60)", "yaw err", "minutes"]
+    head = ["variant", "held-out PSNR", "SSIM", "view0 PSNR", "SSIM", "aligned", "IoU (ceiling; outline)", "view2 PSNR",
+            "SSIM", "aligned", "IoU (ceiling; outline)", "face found (-60..60)", "yaw err", "minutes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         y = r["yaw"]
@@ -118,10 +119,18 @@ def table(results: list[dict]) -> str:
             r["variant"], f"{r['heldout']['psnr']:.2f}", f"{r['heldout']['ssim']:.3f}",
             *(cell for cam in ("view0", "view2") for cell in (
                 f"{r[cam]['psnr']:.2f}", f"{r[cam]['ssim']:.3f}", f"{r[cam]['aligned']['psnr']:.2f}",
-                "-" if r[cam].get("iou") is None else f"{r[cam]['iou']:.3f} ({r[cam]['psnr_shape']:.2f})")),
+                _shape_cell(r[cam]))),
             f"{found} ({y['detection_rate']:.0%})",
             "-" if y["mean_yaw_error"] is None else f"{y['mean_yaw_error']:.1f}", f"{mins:.1f}"]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _shape_cell(r: dict) -> str:
+    """IoU (shape ceiling dB; share of the squared error on the outline)."""
+    if r.get("iou") is None:
+        return "-"
+    share = "" if r.get("outline_share") is None else f"; {r['outline_share']:.0%}"
+    return f"{r['iou']:.3f} ({r['psnr_shape']:.2f}{share})"
 
 
 def plot(results: list[dict], path: Path) -> None:

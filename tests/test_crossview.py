@@ -66,6 +66,7 @@ def test_same_camera_scores_like_the_training_frames(franck_avatar_work, tmp_pat
     # test-preset avatar), and the frame cut to it (a perfect texture on this shape) scores above
     # the render
     assert r["iou"] > 0.7 and r["psnr_shape"] > r["psnr"] + 1.0, (r["iou"], r["psnr_shape"], r["psnr"])
+    assert 0 < r["outline_share"] < 1
     assert (tmp_path / "sheet.png").is_file()
     with pytest.raises(InputError, match="itself"):
         cross_view_scores(franck_avatar_work, franck_avatar_work)
@@ -82,6 +83,8 @@ def test_alignment_takes_out_a_pose_error(franck_avatar_work, tmp_path):
     assert r["aligned"]["psnr"] > r["psnr"] + 0.2
     # the silhouette no longer sits on the other camera's head: IoU and shape ceiling drop
     assert r["iou"] < ref["iou"] - 0.02 and r["psnr_shape"] < ref["psnr_shape"] - 0.3
+    # and more of the error is now on the outline
+    assert r["outline_share"] > ref["outline_share"] + 0.05, (r["outline_share"], ref["outline_share"])
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} (the multi-view benchmark clips) is not there")

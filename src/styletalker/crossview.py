@@ -19,6 +19,9 @@ How much of the gap is the shape: the silhouette IoU of the render (alpha > 0.5)
 other camera's head mask, and the *shape ceiling*, the PSNR of the other camera's own frame cut to
 the render's silhouette (its pixels inside, the background outside): what a perfect texture on
 this shape would score. A score far below its ceiling is the appearance; a low ceiling is the shape.
+The ceiling forgives the render's pixels outside the head (the frame's background is taken there),
+so the scores also give the *outline share*: the part of the render's squared error in the pixels
+where the two silhouettes disagree (head not covered, or covered outside the head).
 
 Each camera's tracked pose has its own error (the tracker's fixed 63-degree virtual camera, its
 depth and scale), so the scores are also given after a 2D similarity alignment: the training
@@ -155,7 +158,7 @@ def cross_view_scores(work, other, *, edit: str | None = None, align: bool = Tru
         head = od.head[b].numpy()
         rec = {"frame": int(ds.frame_index[a]), "psnr": psnr(img, ref), "ssim": ssim(img, ref),
                "psnr_head": psnr(img, ref, mask=head) if head.sum() > 0 else None}
-        rec.update(shape_scores((out.alpha.float() * od.valid[b]).numpy(), head, ref, od.background))
+        rec.update(shape_scores((out.alpha.float() * od.valid[b]).numpy(), head, ref, od.background, img))
         src = _project(K.numpy().astype(np.float64), w2c.numpy().astype(np.float64),
                        ds.landmarks3d[a].numpy().astype(np.float64))[mesh_ids]
         dst = _project(K.numpy().astype(np.float64), w2c.numpy().astype(np.float64),
@@ -185,13 +188,20 @@ def cross_view_scores(work, other, *, edit: str | None = None, align: bool = Tru
     return res
 
 
-def shape_scores(alpha: np.ndarray, head: np.ndarray, ref: np.ndarray, background) -> dict:
+def shape_scores(alpha: np.ndarray, head: np.ndarray, ref: np.ndarray, background, img: np.ndarray | None = None) -> dict:
     """``iou`` of the render's silhouette (``alpha`` (H,W,1) > 0.5) with the ``head`` mask (H,W,1)
-    and ``psnr_shape``, the PSNR of ``ref`` cut to that silhouette (module doc: the shape ceiling)."""
+    and ``psnr_shape``, the PSNR of ``ref`` cut to that silhouette (module doc: the shape ceiling);
+    with the render ``img``, ``outline_share``: the fraction of its squared error where the two
+    silhouettes disagree."""
     sil, gt = alpha[..., 0] > 0.5, head[..., 0] > 0.5
     union = int((sil | gt).sum())
     cut = np.where(sil[..., None], ref, np.asarray(background, ref.dtype)).astype(ref.dtype)
-    return {"iou": float((sil & gt).sum() / union) if union else None, "psnr_shape": psnr(cut, ref)}
+    res = {"iou": float((sil & gt).sum() / union) if union else None, "psnr_shape": psnr(cut, ref)}
+    if img is not None:
+        err = ((np.asarray(img, np.float64) - ref) ** 2).sum(-1)
+        total = float(err.sum())
+        res["outline_share"] = float(err[sil ^ gt].sum() / total) if total > 0 else None
+    return res
 
 
 def _summary(per: list[dict]) -> dict:
@@ -200,7 +210,7 @@ def _summary(per: list[dict]) -> dict:
         return float(np.mean(v)) if v else None
 
     res = {"frames": len(per), "psnr": mean("psnr"), "ssim": mean("ssim"), "psnr_head": mean("psnr_head")}
-    res.update({k: mean(k) for k in ("iou", "psnr_shape") if any(k in p for p in per)})
+    res.update({k: mean(k) for k in ("iou", "psnr_shape", "outline_share") if any(k in p for p in per)})
     res["per_frame"] = per
     return res
 
@@ -210,7 +220,10 @@ def format_scores(name: str, r: dict) -> str:
     if r.get("psnr_head") is not None:
         s += f"  PSNR(head) {r['psnr_head']:.2f} dB"
     if r.get("iou") is not None:
-        s += f"  silhouette IoU {r['iou']:.3f} (shape ceiling {r['psnr_shape']:.2f} dB)"
+        s += f"  silhouette IoU {r['iou']:.3f} (shape ceiling {r['psnr_shape']:.2f} dB"
+        if r.get("outline_share") is not None:
+            s += f"; {r['outline_share']:.0%} of the error on the outline"
+        s += ")"
     if r.get("aligned"):
         a = r["aligned"]
         s += f"  | aligned: PSNR {a['psnr']:.2f} dB  SSIM {a['ssim']:.4f}"

@@ -65,3 +65,26 @@ def test_sdf_of_an_occupancy():
     assert float(sdf[4, 4, 4]) == pytest.approx(-0.25)  # 2.5 cells inside (half a cell to the zero level)
     assert float(sdf[4, 4, 0]) == pytest.approx(0.15)  # 2 cells outside
     assert bool((sdf[occ] < 0).all()) and bool((sdf[~occ] > 0).all())
+
+
+def test_egg_slices_are_widest_behind_the_middle(prior):
+    """``egg`` > 0 (mesh.egg): a horizontal slice of the starting shape is the ellipse's in front
+    (the face) and wider at the back, its mass further back; still symmetric."""
+    data, g, lattice, _ = prior
+    n = g.res + 1
+    P = lattice.reshape(n, n, n, 3)
+    L = data.neutral_landmarks
+    ell = head_occupancy(lattice, data, egg=0.0)
+    egg = head_occupancy(lattice, data, egg=1.0)
+    assert torch.equal(egg, egg.flip(2))
+    j = int((P[0, :, 0, 1] - L[234, 1]).abs().argmin())  # the slice at ear height
+    z = P[:, j, 0, 2]
+    width_e = ell[:, j].sum(1).float()
+    width_g = egg[:, j].sum(1).float()
+    inside = width_e > 0
+    zs = z[inside]
+    front = inside & (z < zs.min() + 0.3 * (zs.max() - zs.min()))
+    back = inside & (z > zs.min() + 0.6 * (zs.max() - zs.min()))
+    assert torch.equal(width_g[front], width_e[front])
+    assert float(width_g[back].sum()) > float(width_e[back].sum())
+    assert float((width_g * z).sum() / width_g.sum()) > float((width_e * z).sum() / width_e.sum())

@@ -51,6 +51,10 @@ class MeshOptions:
     radius: float | None = None  # initial sphere radius (dm); None: from the landmarks (~1.2)
     init: str = "hull"  # starting surface: hull (visual hull closed at a head's depth) or sphere (the paper's)
     depth_ratio: float = 1.4  # hull: head depth behind the nose tip, in face widths
+    # hull: the back half of each slice as full as an egg widest behind the middle (k; 0: the
+    # ellipse). Opt-in: 1 gains the benchmark's side cameras +0.5-0.7 dB, costs its frontal
+    # held-out frames 0.7 dB (docs/reconstruct.md, "Novel views")
+    egg: float = 0.0
     symmetric_hull: bool = True  # hull: also carved by the mirror image of every silhouette
     smooth: float = 1.0
     offset_scale: float = 0.25

@@ -18,6 +18,9 @@ training frames covers 94 % (docs/reconstruct.md). So the starting shape is buil
    adult head with hair is about 1.3-1.6 face widths deep: head length 18-20 cm, nose 2-2.5 cm,
    hair 1-3 cm, against a MediaPipe face width of 15-17 cm); below the chin cut plane, and in
    front of the chin's depth below the chin (where only the neck is, further back), is empty.
+   With ``egg`` = k > 0 the back half of a slice is fuller: as wide as an egg ``(1 - t^2)(1 + k
+   t)`` (t: -1 front, 1 back) where that is wider than the ellipse (a head is widest behind its
+   middle, above the ears); measured on the benchmark, docs/reconstruct.md.
 
 With ``symmetric`` (default) the hull is also carved by the mirror image of every frame's
 silhouette: a camera that sees the face from one side then shapes both sides alike (the stage-1
@@ -29,6 +32,8 @@ only fixed number is the depth ratio.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -78,7 +83,8 @@ def _face_depth(points: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
 
 
 def head_occupancy(lattice: torch.Tensor, data: ReconData, depth_ratio: float = 1.4, front_margin: float = 0.08,
-                   face_margin: float = 0.03, chin_depth: float = 0.2, symmetric: bool = True) -> torch.Tensor:
+                   face_margin: float = 0.03, chin_depth: float = 0.2, symmetric: bool = True,
+                   egg: float = 0.0) -> torch.Tensor:
     """(n,n,n) bool occupancy (index order z, y, x) of the starting shape on a regular lattice
     (``lattice``: (n^3,3) canonical points, vertex id = x + n (y + n z)); module doc.
     ``symmetric``: the lattice is symmetric about the face's plane (x = mean landmark x), and a
@@ -104,9 +110,20 @@ def head_occupancy(lattice: torch.Tensor, data: ReconData, depth_ratio: float = 
             continue
         xs = P[:, j][sl][:, 0]
         x0, a = float(xs.max() + xs.min()) / 2, float(xs.max() - xs.min()) / 2 + 1e-3
-        q = ((P[:, j, :, 0] - x0) / a) ** 2 + ((P[:, j, :, 2] - zc) / b) ** 2
+        t = (P[:, j, :, 2] - zc) / b
+        q = ((P[:, j, :, 0] - x0) / a) ** 2 / _egg_width(t, egg) + t ** 2
         out[:, j] = hull[:, j] & (q <= 1.0)
     return out & out.flip(2) if symmetric else out
+
+
+def _egg_width(t: torch.Tensor, k: float) -> torch.Tensor:
+    """Squared half width of a horizontal slice at depth ``t`` (-1 front, 1 back) relative to the
+    ellipse's: 1 in front; behind, the larger of the ellipse and an egg ``(1 - t^2)(1 + k t)`` as
+    wide as the ellipse at its widest (so ``k`` > 0 widens the back only; 0: the ellipse)."""
+    if k <= 0:
+        return torch.ones_like(t)
+    tw = (math.sqrt(1 + 3 * k * k) - 1) / (3 * k)  # where (1 - t^2)(1 + k t) peaks
+    return ((1 + k * t) / ((1 - tw * tw) * (1 + k * tw))).clamp_min(1.0)
 
 
 def occupancy_to_sdf(occ: torch.Tensor, cell: float) -> torch.Tensor:

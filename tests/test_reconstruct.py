@@ -67,6 +67,25 @@ def test_complete_is_noop_and_config_mismatch(franck_avatar_work, tmp_path):
         run_reconstruct(work, preset="test", progress=False, mesh_iters=7)
 
 
+def test_a_record_from_before_an_option_existed(franck_avatar_work, tmp_path):
+    """A complete reconstruction written before an option existed (its record lacks it) ran with
+    that option's default: running again is a no-op, asking for another value is a change."""
+    from styletalker.workfolder import _record_fingerprint
+
+    work = tmp_path / "w"
+    shutil.copytree(franck_avatar_work, work)
+    p = work / "reconstruct" / "config.json"
+    rec = json.loads(p.read_text())
+    del rec["config"]["mesh"]["egg"]
+    rec["fingerprint"] = _record_fingerprint(rec)
+    p.write_text(json.dumps(rec))
+    before = (work / "reconstruct" / "avatar.pt").stat().st_mtime_ns
+    run_reconstruct(work, preset="test", progress=False)
+    assert (work / "reconstruct" / "avatar.pt").stat().st_mtime_ns == before
+    with pytest.raises(OptionsChangedError, match=r"mesh\.egg: 0\.0 -> 1\.0"):
+        run_reconstruct(work, preset="test", progress=False, **{"mesh.egg": 1.0})
+
+
 def test_resume_after_interruption_gives_same_result(franck_avatar_work, tmp_path, capsys):
     import signal
 

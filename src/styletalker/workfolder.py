@@ -86,6 +86,18 @@ def diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def fill_missing(stored: dict, defaults: dict) -> dict:
+    """``stored`` with the leaves it lacks taken from ``defaults``: a record written before an
+    option existed ran with that option's default."""
+    out = dict(stored)
+    for k, v in defaults.items():
+        if k not in out:
+            out[k] = v
+        elif isinstance(out[k], dict) and isinstance(v, dict):
+            out[k] = fill_missing(out[k], v)
+    return out
+
+
 def _changes(stored: dict, wanted: dict) -> list[str]:
     """What differs between two records, fingerprints left out when something readable differs."""
     strip = {k: v for k, v in stored.items() if k not in ("fingerprint",) + NOT_COMPARED}
@@ -272,14 +284,16 @@ class WorkFolder:
         return p
 
     # ------------------------------------------------------------------ the resume rule
-    def begin(self, folder: Path, options: dict, inputs: tuple[str, ...] = (), *, force: bool = False) -> dict | None:
+    def begin(self, folder: Path, options: dict, inputs: tuple[str, ...] = (), *, force: bool = False,
+              defaults: dict | None = None) -> dict | None:
         """Start (or resume) the stage in ``folder`` with ``options`` built from the stages ``inputs``.
 
         Returns None when ``folder`` is complete with the same record (nothing to do); otherwise
         the record, written to ``folder/config.json`` (kept when resuming). Raises
         :class:`OptionsChangedError` when ``folder`` holds a run (complete or not) with other
         options or other inputs, :class:`StaleStageError` when an input stage is itself stale.
-        ``force`` discards whatever ``folder`` holds.
+        ``force`` discards whatever ``folder`` holds. ``defaults``: the options' default values; an
+        option the stored record lacks (written before it existed) counts as its default.
         """
         ins = {}
         for up in inputs:
@@ -307,7 +321,7 @@ class WorkFolder:
             raise OptionsChangedError(f"{folder} holds an interrupted run of an older StyleTalker; add --force to "
                                       "start over")
         if stored is not None:
-            d = _changes(stored, wanted)
+            d = _changes(fill_missing(stored, defaults) if defaults else stored, wanted)
             if d:
                 done = is_complete(folder)
                 raise OptionsChangedError(

@@ -20,7 +20,7 @@ import torch
 from ..errors import InputError, MissingStageError
 from ..workdir import STAGE_FILE, atomic_write_json, is_complete, log, mark_complete, read_json
 from ..workfolder import (AVATAR_FILE, AVATAR_PLY, CHECKPOINT_FILE, GAUSSIANS_DIR, MESH_DIR, MESH_OBJ, METRICS_FILE,
-                          PREPROCESS, PRIOR_DIR, RENDERS, WorkFolder)
+                          PREPROCESS, PRIOR_DIR, RENDERS, WorkFolder, fill_missing)
 from . import config as C
 from .checkpoint import load_state, resume_from, save_state, train_loop
 from .data import ReconData, from_options
@@ -314,7 +314,7 @@ def run_reconstruct(work, preset: str = "cpu", *, force: bool = False, progress:
             check_svd_path(cfg.prior.model)  # fail before hours of training, not after
         out = wf.reconstruct
         record = wf.begin(out, {"config": C.comparable(cfg.to_json()), "device": cfg.device}, (PREPROCESS,),
-                          force=force)
+                          force=force, defaults={"config": C.comparable(C.make_config(preset, device).to_json())})
         if record is None:
             log(f"{out} is complete (use --force to redo)")
             return out
@@ -337,7 +337,10 @@ def mesh_stage_key(cfg_json: dict) -> str:
 def mesh_folder_key(folder: Path) -> str | None:
     """:func:`mesh_stage_key` of a complete stage-1 folder (None: incomplete or unreadable)."""
     st = load_state(Path(folder) / CHECKPOINT_FILE) if is_complete(folder) else None
-    return mesh_stage_key(st["config"]) if st is not None and "config" in st else None
+    if st is None or "config" not in st:
+        return None
+    c = st["config"]  # options added since it was written ran with their defaults
+    return mesh_stage_key(fill_missing(c, C.make_config(c.get("preset", "cpu"), c.get("device", "cpu")).to_json()))
 
 
 def reuse_mesh(cfg: C.ReconstructConfig, src: Path, dst: Path) -> None:

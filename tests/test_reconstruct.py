@@ -134,8 +134,8 @@ def test_ablation_flags_change_the_pipeline(franck_avatar_work, tmp_path):
 
 def test_mesh_from_reuses_a_matching_stage_1_only(franck_avatar_work, tmp_path):
     """An ablation of the later stages takes another run's stage-1 mesh (bench/novel_view.py
-    --mesh-from): the same avatar as training stage 1 again; a mesh of other stage-1 options is
-    refused before anything is written."""
+    --mesh-from): the same avatar as training stage 1 again; a mesh of other stage-1 options or of
+    other preprocessed frames is refused before any training (only the run's record is written)."""
     src = franck_avatar_work / "reconstruct" / "mesh"
     work = _copy_preprocessed(franck_avatar_work, tmp_path / "w")
     run_reconstruct(work, preset="test", progress=False, mesh_from=src, **{"data.edge_px": 1})
@@ -154,6 +154,19 @@ def test_mesh_from_reuses_a_matching_stage_1_only(franck_avatar_work, tmp_path):
     assert not (other / "reconstruct" / "mesh").exists()
     with pytest.raises(InputError, match="not a complete stage-1 mesh folder"):
         run_reconstruct(other, preset="test", progress=False, mesh_from=tmp_path / "nowhere", mesh_iters=7)
+    # a mesh of another clip (its reconstruction's record names other preprocessed frames)
+    from styletalker.workfolder import _record_fingerprint
+
+    foreign = tmp_path / "foreign" / "reconstruct"
+    shutil.copytree(franck_avatar_work / "reconstruct", foreign)
+    rec = json.loads((foreign / "config.json").read_text())
+    rec["inputs"]["preprocess"]["fingerprint"] = "another clip"
+    rec["fingerprint"] = _record_fingerprint(rec)
+    (foreign / "config.json").write_text(json.dumps(rec))
+    third = _copy_preprocessed(franck_avatar_work, tmp_path / "third")
+    with pytest.raises(InputError, match="other preprocessed frames"):
+        run_reconstruct(third, preset="test", progress=False, mesh_from=foreign / "mesh", **{"data.edge_px": 1})
+    assert not (third / "reconstruct" / "mesh").exists()
 
 
 def test_cli_reconstruct_evaluate_and_errors(franck_avatar_work, tmp_path, capsys):

@@ -319,7 +319,7 @@ def run_reconstruct(work, preset: str = "cpu", *, force: bool = False, progress:
             log(f"{out} is complete (use --force to redo)")
             return out
         if mesh_from is not None:
-            reuse_mesh(cfg, Path(mesh_from), out / MESH_DIR)
+            reuse_mesh(cfg, Path(mesh_from), out / MESH_DIR, record["inputs"][PREPROCESS]["fingerprint"])
         _reconstruct(cfg, ds, out, record, progress, hook)
     return out
 
@@ -343,9 +343,11 @@ def mesh_folder_key(folder: Path) -> str | None:
     return mesh_stage_key(fill_missing(c, C.make_config(c.get("preset", "cpu"), c.get("device", "cpu")).to_json()))
 
 
-def reuse_mesh(cfg: C.ReconstructConfig, src: Path, dst: Path) -> None:
+def reuse_mesh(cfg: C.ReconstructConfig, src: Path, dst: Path, clip: str | None = None) -> None:
     """Copy the complete stage-1 folder ``src`` to ``dst`` (unless ``dst`` is complete already);
-    an incomplete ``src`` or one trained with other stage-1 options is an InputError."""
+    an incomplete ``src``, one trained with other stage-1 options or, where both are recorded, on
+    other preprocessed frames (``clip``: the fingerprint of ``dst``'s preprocess stage) is an
+    InputError."""
     if is_complete(dst):
         return
     key = mesh_folder_key(src)
@@ -353,6 +355,9 @@ def reuse_mesh(cfg: C.ReconstructConfig, src: Path, dst: Path) -> None:
         raise InputError(f"{src}: not a complete stage-1 mesh folder (reconstruct/mesh)")
     if key != mesh_stage_key(cfg.to_json()):
         raise InputError(f"{src}: this mesh was trained with other stage-1 options; it cannot be reused")
+    src_clip = ((WorkFolder.record(src.parent) or {}).get("inputs", {}).get(PREPROCESS) or {}).get("fingerprint")
+    if clip and src_clip and src_clip != clip:
+        raise InputError(f"{src}: this mesh was trained on other preprocessed frames; it cannot be reused")
     if dst.exists():
         shutil.rmtree(dst)
     shutil.copytree(src, dst)

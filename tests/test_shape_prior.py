@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from styletalker.reconstruct.shape_prior import head_occupancy, occupancy_to_sdf
+from styletalker.reconstruct.config import MeshOptions
 from styletalker.reconstruct.tetgrid import build_tet_grid, marching_tets
+
+DEPTH = MeshOptions().depth_ratio
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +22,7 @@ def prior(franck_work):
     c, r = sphere_init(data)
     g = build_tet_grid(32, 1.45 * r)
     lattice = g.verts + c
-    occ = head_occupancy(lattice, data)
+    occ = head_occupancy(lattice, data, depth_ratio=DEPTH)
     return data, g, lattice, occ
 
 
@@ -48,7 +51,7 @@ def test_prior_is_a_closed_symmetric_head(prior):
     z_in = P[..., 2][occ]
     # closed behind at a head's depth, open to nowhere: nothing in front of the nose or past the back
     assert float(z_in.min()) > float(L[1, 2]) - 0.08 - g.cell
-    assert abs(float(z_in.max()) - (float(L[1, 2]) + 1.4 * width)) < 2 * g.cell
+    assert abs(float(z_in.max()) - (float(L[1, 2]) + DEPTH * width)) < 2 * g.cell
     # the tracked face lies on the starting surface (within a cell or two)
     sdf = occupancy_to_sdf(occ, g.cell)
     from styletalker.reconstruct.tetgrid import TetGrid
@@ -74,8 +77,8 @@ def test_egg_slices_are_widest_behind_the_middle(prior):
     n = g.res + 1
     P = lattice.reshape(n, n, n, 3)
     L = data.neutral_landmarks
-    ell = head_occupancy(lattice, data, egg=0.0)
-    egg = head_occupancy(lattice, data, egg=1.0)
+    ell = head_occupancy(lattice, data, depth_ratio=DEPTH, egg=0.0)
+    egg = head_occupancy(lattice, data, depth_ratio=DEPTH, egg=1.0)
     assert torch.equal(egg, egg.flip(2))
     j = int((P[0, :, 0, 1] - L[234, 1]).abs().argmin())  # the slice at ear height
     z = P[:, j, 0, 2]
@@ -88,3 +91,23 @@ def test_egg_slices_are_widest_behind_the_middle(prior):
     assert torch.equal(width_g[front], width_e[front])
     assert float(width_g[back].sum()) > float(width_e[back].sum())
     assert float((width_g * z).sum() / width_g.sum()) > float((width_e * z).sum() / width_e.sum())
+
+
+@pytest.mark.parametrize("depth", [DEPTH, 3.0])
+def test_the_starting_surface_is_closed(prior, depth):
+    """The starting surface closes inside the grid (every edge shared by two triangles), also for a
+    head deeper than the grid (a small grid for a wide face): cut flat one cell before its back
+    face. (The hull of a camera at face height does not bound the top of the head: it reached the
+    grid's top face, and the surface was open there.)"""
+    data, g, lattice, _ = prior
+    n = g.res + 1
+    P = lattice.reshape(n, n, n, 3)
+    occ = head_occupancy(lattice, data, depth_ratio=depth)
+    if depth > 2:
+        back = int(P[:, 0, 0, 2].argmax())
+        assert not bool(occ[back].any()) and bool(occ[back - 1].any())  # it did reach the back, cut there
+    m = marching_tets(lattice, occupancy_to_sdf(occ, g.cell), g.tets)
+    f = m.faces.long()
+    e = torch.cat([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]).sort(1).values
+    _, counts = torch.unique(e, dim=0, return_counts=True)
+    assert bool((counts == 2).all()), counts.bincount()

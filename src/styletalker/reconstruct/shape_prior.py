@@ -14,10 +14,16 @@ training frames covers 94 % (docs/reconstruct.md). So the starting shape is buil
    interpolated over their footprint, the nearest landmark's depth around it) are empty, so the
    face starts at its tracked depth;
 3. **head depth**: every horizontal slice is closed by an ellipse as wide as the hull in that
-   slice, from just in front of the nose to ``depth_ratio`` face widths behind the nose tip (an
-   adult head with hair is about 1.3-1.6 face widths deep: head length 18-20 cm, nose 2-2.5 cm,
-   hair 1-3 cm, against a MediaPipe face width of 15-17 cm); below the chin cut plane, and in
-   front of the chin's depth below the chin (where only the neck is, further back), is empty.
+   slice, from just in front of the nose to ``depth_ratio`` face widths behind the nose tip (on
+   MediaPipe's canonical face, 15.3 cm wide, the glabella is 2.2 cm behind the nose tip; with a
+   head length of 18.5-20 cm from the glabella, the skull ends 1.35-1.45 face widths behind the
+   nose tip and hair adds 0.05-0.25; an ellipse is thinner at its tip than a head's rounded back,
+   so the default 1.6 sits at the top of that range; measured on the benchmark,
+   docs/reconstruct.md); below the chin cut plane, and in front of the chin's depth below the
+   chin (where only the neck is, further back), is empty. The lattice's outer faces are empty,
+   so the surface closes inside the grid: a head deeper or taller than the grid is cut flat one
+   cell before its face (until 2026-12-02 the top of the head, which the silhouettes of a camera
+   at face height do not bound, reached the grid's top face and the surface was open there).
    With ``egg`` = k > 0 the back half of a slice is fuller: as wide as an egg ``(1 - t^2)(1 + k
    t)`` (t: -1 front, 1 back) where that is wider than the ellipse (a head is widest behind its
    middle, above the ears); measured on the benchmark, docs/reconstruct.md.
@@ -82,7 +88,7 @@ def _face_depth(points: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(z)
 
 
-def head_occupancy(lattice: torch.Tensor, data: ReconData, depth_ratio: float = 1.4, front_margin: float = 0.08,
+def head_occupancy(lattice: torch.Tensor, data: ReconData, depth_ratio: float, front_margin: float = 0.08,
                    face_margin: float = 0.03, chin_depth: float = 0.2, symmetric: bool = True,
                    egg: float = 0.0) -> torch.Tensor:
     """(n,n,n) bool occupancy (index order z, y, x) of the starting shape on a regular lattice
@@ -113,6 +119,9 @@ def head_occupancy(lattice: torch.Tensor, data: ReconData, depth_ratio: float = 
         t = (P[:, j, :, 2] - zc) / b
         q = ((P[:, j, :, 0] - x0) / a) ** 2 / _egg_width(t, egg) + t ** 2
         out[:, j] = hull[:, j] & (q <= 1.0)
+    out[[0, -1]] = False  # the lattice's outer faces are empty: the surface closes inside the grid
+    out[:, [0, -1]] = False
+    out[:, :, [0, -1]] = False
     return out & out.flip(2) if symmetric else out
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from styletalker.reconstruct.shape_prior import head_occupancy, occupancy_to_sdf
 from styletalker.reconstruct.config import MeshOptions
+from styletalker.reconstruct.shape_prior import head_occupancy, occupancy_to_sdf
 from styletalker.reconstruct.tetgrid import build_tet_grid, marching_tets
 
 DEPTH = MeshOptions().depth_ratio

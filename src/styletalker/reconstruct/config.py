@@ -52,7 +52,7 @@ class MeshOptions:
     init: str = "hull"  # starting surface: hull (visual hull closed at a head's depth) or sphere (the paper's)
     # hull: head depth behind the nose tip, in face widths (the skull 1.35-1.45, hair on top of
     # it; 1.4 before 2026-12-02). The benchmark's side cameras gain +0.4 / +1.1 dB from 1.4 to 1.6,
-    # +0.8 / +1.7 dB at 1.8 (a voluminous bob; docs/reconstruct.md, "Novel views")
+    # +0.8 / +1.7 dB at 1.8, an option for voluminous hair (docs/reconstruct.md, "Novel views")
     depth_ratio: float = 1.6
     # hull: the back half of each slice as full as an egg widest behind the middle (k; 0: the
     # ellipse). Opt-in: 1 gains the benchmark's side cameras +0.5-0.7 dB, costs its frontal

@@ -20,7 +20,7 @@ def prior(franck_work):
 
     data = from_dataset(load_dataset(franck_work))
     c, r = sphere_init(data)
-    g = build_tet_grid(32, 1.45 * r)
+    g = build_tet_grid(32, MeshOptions().extent * r)
     lattice = g.verts + c
     occ = head_occupancy(lattice, data, depth_ratio=DEPTH)
     return data, g, lattice, occ

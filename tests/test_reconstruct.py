@@ -169,6 +169,18 @@ def test_mesh_from_reuses_a_matching_stage_1_only(franck_avatar_work, tmp_path):
     with pytest.raises(InputError, match="other preprocessed frames"):
         run_reconstruct(third, preset="test", progress=False, mesh_from=foreign / "mesh", **{"data.edge_px": 1})
     assert not (third / "reconstruct" / "mesh").exists()
+    # a mesh trained on a GPU: another device's mesh (not bit-identical), refused as such, also on
+    # a machine without CUDA
+    from styletalker.reconstruct.checkpoint import load_state
+    from styletalker.workdir import save_torch
+
+    gpu = tmp_path / "gpu" / "mesh"
+    shutil.copytree(src, gpu)
+    st = load_state(gpu / "checkpoint.pt")
+    st["config"]["device"] = "cuda"
+    save_torch(gpu / "checkpoint.pt", st)
+    with pytest.raises(InputError, match="other stage-1 options"):
+        run_reconstruct(third, preset="test", progress=False, mesh_from=gpu, **{"data.edge_px": 1})
 
 
 def test_cli_reconstruct_evaluate_and_errors(franck_avatar_work, tmp_path, capsys):

@@ -339,8 +339,9 @@ def mesh_folder_key(folder: Path) -> str | None:
     st = load_state(Path(folder) / CHECKPOINT_FILE) if is_complete(folder) else None
     if st is None or "config" not in st:
         return None
-    c = st["config"]  # options added since it was written ran with their defaults
-    return mesh_stage_key(fill_missing(c, C.make_config(c.get("preset", "cpu"), c.get("device", "cpu")).to_json()))
+    c = st["config"]  # options added since it was written ran with their defaults (which no device
+    # changes: "cpu" here, so a mesh trained on a GPU is read on a machine without one)
+    return mesh_stage_key(fill_missing(c, C.make_config(c.get("preset", "cpu"), "cpu").to_json()))
 
 
 def reuse_mesh(cfg: C.ReconstructConfig, src: Path, dst: Path, clip: str | None = None) -> None:

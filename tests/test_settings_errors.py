@@ -73,3 +73,24 @@ def test_nan_landmarks_are_a_clear_error(franck_avatar_work, tmp_path, capsys):
     with pytest.raises(InputError, match="NaN"):
         FaceInfo(lm)
     assert issubclass(InputError, StyleTalkerError)
+
+
+def test_set_values_follow_the_option_type(franck_work, tmp_path, capsys):
+    """``--set prior.backend=none`` is the word "none" (the no-prior ablation; it used to become None
+    and fail as "unknown prior backend None; choose from symmetric, svd, none"); a word or none
+    for a number is exit 2 before anything is written."""
+    from styletalker.workdir import read_json
+
+    work = tmp_path / "work"
+    shutil.copytree(franck_work / "preprocess", work / "preprocess")
+    for bad, words in ((["--set", "mesh.res=abc"], ("mesh.res=abc", "expects int")),
+                       (["--set", "gauss.points=none"], ("gauss.points", "cannot be none"))):
+        assert cli.main(["-q", "reconstruct", str(work), "--preset", "test", *bad]) == 2
+        msg = _one_line_error(capsys, "reconstruct")
+        assert all(w in msg for w in words), msg
+        assert not (work / "reconstruct").exists()
+    assert cli.main(["-q", "reconstruct", str(work), "--preset", "test", "--set", "prior.backend=none",
+                     "--set", "gauss.attr_bound=none"]) == 0
+    cfg = read_json(work / "reconstruct" / "config.json")
+    assert cfg["config"]["prior"]["backend"] == "none" and cfg["config"]["gauss"]["attr_bound"] is None
+    assert not list((work / "reconstruct" / "prior").glob("views/*.png"))

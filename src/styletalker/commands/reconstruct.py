@@ -48,7 +48,8 @@ def add_arguments(p):
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="options",
                    help="any option of the reconstruction config by its dotted name, e.g. gauss.anchor=free, "
                         "mesh.init=sphere, prior.views=6, gauss.train.densify.enabled=false (docs/reconstruct.md "
-                        "lists them); repeatable")
+                        "lists them); repeatable. Values: true/false, numbers, comma lists, none (an option that may be "
+                        "unset; for a text option the word itself, e.g. prior.backend=none)")
     a = p.add_argument_group("ablations (paper Table 5)")
     a.add_argument("--no-mesh", action="store_true", help="D1: no mesh stage; Gaussians from a unit sphere, MLP_deform trained from scratch")
     a.add_argument("--no-prior", action="store_true", help="w/o multi-view prior (same as --prior none)")

@@ -138,9 +138,26 @@ def _set(obj, dotted: str, value) -> None:
             raise InputError(f"unknown reconstruct option {dotted!r}")
         obj = getattr(obj, p)
     name = parts[-1]
-    if not dataclasses.is_dataclass(obj) or name not in {f.name for f in dataclasses.fields(obj)}:
+    fields = {f.name: f for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else {}
+    if name not in fields:
         raise InputError(f"unknown reconstruct option {dotted!r}")
-    setattr(obj, name, value)
+    setattr(obj, name, _checked(dotted, str(fields[name].type), value))
+
+
+def _checked(dotted: str, annotation: str, value):
+    """``value`` for an option annotated ``annotation`` (a string: this module's annotations are
+    postponed). ``none`` given for a text option that cannot be None is the word itself
+    (``prior.backend=none``); any other None, and a word for a number, is an error."""
+    kinds = {k.strip().split("[")[0] for k in annotation.split("|")}
+    if value is None:
+        if "None" in kinds:
+            return None
+        if "str" in kinds:
+            return "none"
+        raise InputError(f"--set {dotted}: this option cannot be none (expects {annotation})")
+    if isinstance(value, str) and "str" not in kinds:
+        raise InputError(f"--set {dotted}={value}: expects {annotation}")
+    return value
 
 
 def make_config(preset: str = "cpu", device: str = "auto", **overrides) -> ReconstructConfig:

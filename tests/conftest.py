@@ -32,6 +32,12 @@ def driver_video():
 
 
 @pytest.fixture(scope="session")
+def hands_video():
+    """WolfgangLanger_Pexels.mp4: a woman who holds her hand over her mouth and nose from ~2.4 s to ~9.5 s."""
+    return find_asset("videos/WolfgangLanger_Pexels.mp4")
+
+
+@pytest.fixture(scope="session")
 def carphone_video():
     return find_asset("videos/carphone.mp4")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ._args import add_clip_window, positive_float, positive_int
 
 # the options of preprocess.options.TrackOptions this command exposes (dest = field name)
-OPTIONS = ("start", "duration", "fps", "max_frames", "size", "min_frames", "max_lost", "smooth", "fov")
+OPTIONS = ("start", "duration", "fps", "max_frames", "size", "min_frames", "max_lost", "smooth", "fov", "hands")
 
 
 def add_arguments(p):
@@ -30,6 +30,10 @@ def add_arguments(p):
                    help="vertical field of view of the video's camera in degrees (default %(default)g, a phone or "
                         "webcam; give the real value when known, e.g. ~20 for a studio camera with a long lens): "
                         "it sets how strongly the head's depth shows in perspective")
+    p.add_argument("--no-hands", dest="hands", action="store_false", default=d.hands,
+                   help="do not look for hands in front of the face (by default MediaPipe Hands finds them; their "
+                        "pixels go to occluders/ and are left out of training and scoring, and the neutral frame is "
+                        "one without a hand over the face)")
     p.add_argument("--no-overlay", action="store_true", help="skip the overlay.mp4 checking video")
     p.add_argument("--force", action="store_true", help="redo a complete stage, or start an interrupted one over")
 

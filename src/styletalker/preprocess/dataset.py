@@ -74,6 +74,16 @@ class Dataset(Views):
         m = read_png(self.root / "masks" / frame_name(int(i)), gray=True)
         return torch.from_numpy(m > 127).float().unsqueeze(-1)
 
+    def occluder(self, i: int) -> torch.Tensor:
+        """(H,W,1) 1 where a hand covers frame ``i`` (``occluders/``; zeros for a folder
+        preprocessed without hands or before they were found)."""
+        from .pipeline import OCCLUDERS, frame_name, read_png
+
+        path = self.root / OCCLUDERS / frame_name(int(i))
+        if not path.is_file():
+            return torch.zeros(self.height, self.width, 1)
+        return torch.from_numpy(read_png(path, gray=True) > 127).float().unsqueeze(-1)
+
     @property
     def images(self) -> torch.Tensor:
         if self._images is None:
@@ -85,6 +95,11 @@ class Dataset(Views):
         if self._masks is None:
             self._masks = torch.stack([self.mask(i) for i in range(len(self))])
         return self._masks
+
+    @property
+    def occluders(self) -> torch.Tensor:
+        """(N,H,W,1) :meth:`occluder` of every frame (not cached: read once by the consumers)."""
+        return torch.stack([self.occluder(i) for i in range(len(self))])
 
     # --- mesh
     @property

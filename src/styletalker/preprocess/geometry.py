@@ -216,11 +216,12 @@ def landmarks_3d(
 
 
 # ----------------------------------------------------------------------------- neutral frame
-def choose_neutral_frame(expression: np.ndarray, w2c: np.ndarray) -> int:
+def choose_neutral_frame(expression: np.ndarray, w2c: np.ndarray, exclude=()) -> int:
     """Kept frame with the most neutral expression and the most frontal pose.
 
     Score = normalised sum of blendshapes (except ``_neutral``, index 0) + normalised rotation
-    angle from the frontal pose (identity rotation); the minimum wins.
+    angle from the frontal pose (identity rotation); the minimum wins. Frames in ``exclude`` (a
+    hand over the face) are not chosen unless every frame is.
     """
     act = expression[:, 1:].sum(1)
     ang = rotation_angle_deg(w2c[:, :3, :3])
@@ -229,4 +230,9 @@ def choose_neutral_frame(expression: np.ndarray, w2c: np.ndarray) -> int:
         r = v.max() - v.min()
         return (v - v.min()) / r if r > 1e-9 else np.zeros_like(v)
 
-    return int(np.argmin(norm(act) + norm(ang)))
+    score = norm(act) + norm(ang)
+    out = np.zeros(len(score), bool)
+    out[list(exclude)] = True
+    if not out.all():
+        score = np.where(out, np.inf, score)
+    return int(np.argmin(score))

@@ -27,6 +27,7 @@ class TrackOptions:
     refine: bool = True
     crop_scale: float = 1.0
     fov: float = FOV_Y_DEG  # vertical field of view of the full source frame, degrees
+    hands: bool = True  # hands in front of the face: found, written to occluders/, left out (preprocess/hands.py)
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -8,14 +8,18 @@ from .geometry import project
 
 
 def draw_overlay(img: np.ndarray, mask: np.ndarray, lm2d: np.ndarray, K: np.ndarray, w2c: np.ndarray,
-                 *, min_size: int = 256, axis_len: float = 0.6) -> np.ndarray:
+                 *, min_size: int = 256, axis_len: float = 0.6, occluder: np.ndarray | None = None) -> np.ndarray:
     """RGB uint8 image (upscaled to at least ``min_size``) with the mask outline (cyan), the
-    landmarks (green, irises yellow) and the canonical axes x/y/z (red/green/blue) drawn."""
+    landmarks (green, irises yellow), the canonical axes x/y/z (red/green/blue) and an occluder
+    mask (hands, left out of training) tinted magenta drawn."""
     import cv2
 
     s = max(1, int(np.ceil(min_size / img.shape[0])))
     out = img if s == 1 else cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR)
     out = np.ascontiguousarray(out.copy())
+    if occluder is not None and occluder.any():
+        o = occluder if s == 1 else cv2.resize(occluder, None, fx=s, fy=s, interpolation=cv2.INTER_NEAREST)
+        out[o > 127] = (0.5 * out[o > 127] + 0.5 * np.array([255, 0, 255])).astype(np.uint8)
     m = mask if s == 1 else cv2.resize(mask, None, fx=s, fy=s, interpolation=cv2.INTER_NEAREST)
     contours, _ = cv2.findContours((m > 127).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(out, contours, -1, (0, 255, 255), 1, lineType=cv2.LINE_AA)

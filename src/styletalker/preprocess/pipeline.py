@@ -24,11 +24,13 @@ from ..workfolder import WorkFolder
 from . import geometry as geo
 from . import mp_models
 from .overlay import draw_overlay
+from .hands import HandMasker, covers_face
 from .segment import person_mask
 from .options import TrackOptions
 from .tracking import detect_faces, iter_kept_frames, kept_fps, solve_geometry
 
 STAGE = "preprocess"
+OCCLUDERS = "occluders"  # per-frame masks of hands in front of the face (preprocess/hands.py)
 FORMAT_VERSION = 1
 TRACK_KEYS = ("frame_index", "time", "K", "world_to_cam", "expression", "landmarks2d", "landmarks3d", "crop_box")
 
@@ -64,6 +66,7 @@ def run_preprocess(
     smooth: float = TrackOptions.smooth,
     overlay: bool = True,
     fov: float = TrackOptions.fov,
+    hands: bool = TrackOptions.hands,
 ) -> Path:
     """Preprocess ``video`` into ``work/preprocess/`` and return that folder.
 
@@ -75,7 +78,8 @@ def run_preprocess(
     video = Path(video)
     work = Path(work)
     o = TrackOptions(start=float(start), duration=duration, fps=fps, max_frames=max_frames, size=int(size),
-                     min_frames=int(min_frames), max_lost=float(max_lost), smooth=float(smooth), fov=float(fov))
+                     min_frames=int(min_frames), max_lost=float(max_lost), smooth=float(smooth), fov=float(fov),
+                     hands=bool(hands))
     if work.exists() and not work.is_dir():
         raise InputError(f"{work}: exists and is not a folder; give a work folder path")
     if not video.is_file():
@@ -90,12 +94,14 @@ def _preprocess(video: Path, wf: WorkFolder, o: TrackOptions, force: bool, progr
     final = wf.preprocess
     partial = wf.staging(final)
     opts = {"format_version": FORMAT_VERSION, "source": _source_id(video), "options": o.to_json()}
-    # one resume rule (WorkFolder.begin): the same record resumes / is a no-op, another one is refused
-    if is_complete(final) and not force and wf.begin(final, opts) is None:
+    # one resume rule (WorkFolder.begin): the same record resumes / is a no-op, another one is refused;
+    # an option a stored record lacks (written before it existed) counts as its default
+    defaults = {"options": TrackOptions().to_json()}
+    if is_complete(final) and not force and wf.begin(final, opts, defaults=defaults) is None:
         if progress:
             log(f"{final} is already complete; nothing to do (use --force to redo it)")
         return final
-    record = wf.begin(partial, opts, force=force)
+    record = wf.begin(partial, opts, force=force, defaults=defaults)
     if progress and (partial / "track.npz").is_file():
         log(f"resuming from {partial}")
 
@@ -123,15 +129,17 @@ def _preprocess(video: Path, wf: WorkFolder, o: TrackOptions, force: bool, progr
     n = len(tr["frame_index"])
     box = tuple(int(v) for v in tr["box"])
 
-    # ---- pass 2: crops + person masks (resumable per frame)
+    # ---- pass 2: crops + person masks + hands (resumable per frame)
     t0 = time.time()
-    fdir, mdir = partial / "frames", partial / "masks"
-    fdir.mkdir(exist_ok=True)
-    mdir.mkdir(exist_ok=True)
-    todo = [k for k in range(n) if not ((fdir / frame_name(k)).is_file() and (mdir / frame_name(k)).is_file())]
+    fdir, mdir, odir = partial / "frames", partial / "masks", partial / OCCLUDERS
+    dirs = (fdir, mdir, odir) if o.hands else (fdir, mdir)
+    for d in dirs:
+        d.mkdir(exist_ok=True)
+    todo = [k for k in range(n) if not all((d / frame_name(k)).is_file() for d in dirs)]
     if todo:
         todo_set = set(todo)
         seg = mp_models.create_segmenter()
+        hand_masker = HandMasker() if o.hands else None
         valid = geo.valid_region(box, raw_info["width"], raw_info["height"], o.size)
         bar_kw = {} if progress else {"disable": True}
         bar = progress_bar(total=len(todo), desc="crop + mask", unit="fr", **bar_kw)
@@ -142,6 +150,8 @@ def _preprocess(video: Path, wf: WorkFolder, o: TrackOptions, force: bool, progr
                 crop_src = geo.crop_and_resize(img, box, None)
                 crop = geo.crop_and_resize(img, box, o.size)
                 mask = person_mask(seg, crop_src, o.size, tr["landmarks2d"][k], valid=valid)
+                if hand_masker is not None:
+                    write_image(odir / frame_name(k), hand_masker(crop_src, o.size, tr["landmarks2d"][k]))
                 write_image(mdir / frame_name(k), mask)
                 write_image(fdir / frame_name(k), crop)
                 todo_set.discard(k)
@@ -149,6 +159,8 @@ def _preprocess(video: Path, wf: WorkFolder, o: TrackOptions, force: bool, progr
         finally:
             bar.close()
             seg.close()
+            if hand_masker is not None:
+                hand_masker.close()
         if todo_set:
             raise InputError(f"{video}: {len(todo_set)} tracked frames could not be decoded again (corrupt video?)")
     t_frames = time.time() - t0
@@ -158,7 +170,9 @@ def _preprocess(video: Path, wf: WorkFolder, o: TrackOptions, force: bool, progr
     save_npz(partial / "tracking.npz", **{k: tr[k] for k in TRACK_KEYS})
     mesh = mp_models.canonical_mesh()
     save_npz(partial / "canonical_mesh.npz", vertices=mesh.vertices, faces=mesh.faces, uvs=mesh.uvs)
-    neutral = geo.choose_neutral_frame(tr["expression"], tr["world_to_cam"])
+    occluded = [k for k in range(n) if o.hands
+                and covers_face(read_png(odir / frame_name(k), gray=True), tr["landmarks2d"][k])]
+    neutral = geo.choose_neutral_frame(tr["expression"], tr["world_to_cam"], exclude=occluded)
     out_fps = kept_fps(tr["time"], fps, raw_info["source_fps"])
     if overlay:
         bar_kw = {} if progress else {"disable": True}
@@ -167,7 +181,8 @@ def _preprocess(video: Path, wf: WorkFolder, o: TrackOptions, force: bool, progr
             for k in progress_bar(range(n), desc="overlay", unit="fr", **bar_kw):
                 img = read_png(fdir / frame_name(k))
                 m = read_png(mdir / frame_name(k), gray=True)
-                yield draw_overlay(img, m, tr["landmarks2d"][k], tr["K"][k], tr["world_to_cam"][k])
+                occ = read_png(odir / frame_name(k), gray=True) if o.hands else None
+                yield draw_overlay(img, m, tr["landmarks2d"][k], tr["K"][k], tr["world_to_cam"][k], occluder=occ)
 
         from ..video import write_video
 
@@ -191,6 +206,8 @@ def _preprocess(video: Path, wf: WorkFolder, o: TrackOptions, force: bool, progr
         "neutral_frame": neutral,
         "frames": "frames/%06d.png (k = row of tracking.npz)",
         "masks": "masks/%06d.png",
+        **({"occluders": f"{OCCLUDERS}/%06d.png (hands; left out of training and scoring)",
+            "occluded_frames": occluded} if o.hands else {}),
         "decoded_frames": raw_info["decoded"],
         "dropped": raw_info["dropped"],
         "multi_face_frames": raw_info["multi_face_frames"],
@@ -214,6 +231,7 @@ def _preprocess(video: Path, wf: WorkFolder, o: TrackOptions, force: bool, progr
         decoded_frames=raw_info["decoded"],
         dropped_frames=len(raw_info["dropped"]),
         neutral_frame=neutral,
+        occluded_frames=len(occluded),
         reproj_px=stats["reproj_rigid_px"],
         seconds={"track": round(t_track, 2), "frames": round(t_frames, 2), "overlay": round(t_overlay, 2),
                  "total": round(total, 2)},
@@ -227,7 +245,9 @@ def summary_line(folder: Path) -> str:
     st = read_json(folder / STAGE_FILE)
     return (
         f"preprocess: kept {st['frames']}/{st['decoded_frames']} frames (dropped {st['dropped_frames']}), "
-        f"reprojection error {st['reproj_px']:.2f} px, {st['seconds']['total']:.1f} s "
+        f"reprojection error {st['reproj_px']:.2f} px, "
+        + (f"a hand over the face in {st['occluded_frames']} frames (its pixels left out), " if st.get("occluded_frames") else "")
+        + f"{st['seconds']['total']:.1f} s "
         f"({st['frames_per_second']:.1f} frames/s) -> {folder}"
     )
 

@@ -8,7 +8,8 @@ We cut it with a plane fixed to the head: in canonical head space (y points down
 ``y = y_cut`` lies ``cut_margin`` decimetres below the lowest chin landmark (MediaPipe id 152)
 over all frames. For every frame the plane is posed with the head and intersected with the
 fronto-parallel plane through the chin, which gives a line in the image; pixels below it
-(and pixels that fall outside the source video, i.e. crop padding) are *invalid*.
+(and pixels that fall outside the source video, i.e. crop padding) are *invalid*, and so are the
+pixels of a hand in front of the face (``occluders/`` of preprocessing): what is behind it is unknown.
 
 * ``valid`` (N,H,W,1): pixels that take part in losses and metrics.
 * ``head`` (N,H,W,1): person mask AND valid -> the silhouette target.
@@ -228,6 +229,7 @@ def from_dataset(ds, *, size: int | None = None, holdout_every: int = 10, cut_ma
     neutral_index = int((keep == neutral).nonzero()[0, 0])
     images = ds.images[keep].float()
     masks = ds.masks[keep].float()
+    occluders = ds.occluders[keep].float() if hasattr(ds, "occluders") else torch.zeros_like(masks)
     K = ds.K[keep].clone().float()
     w2c = ds.world_to_cam[keep].float()
     expr = ds.expression[keep].float()
@@ -241,11 +243,12 @@ def from_dataset(ds, *, size: int | None = None, holdout_every: int = 10, cut_ma
     if size and (size != W or size != H):
         images = _resize(images, (size, size))
         masks = (_resize(masks, (size, size)) > 0.5).float()
+        occluders = (_resize(occluders, (size, size)) > 0.0).float()
         inframe = (_resize(inframe, (size, size)) > 0.999).float()
     K, W, H = view_framing(K, W, H, size)
     y_cut = float(lmk[:, CHIN, 1].max()) + cut_margin
     z_chin = float(lmk[:, CHIN, 2].median())
-    valid = cut_plane_valid(K, w2c, y_cut, W, H, z_chin) * inframe
+    valid = cut_plane_valid(K, w2c, y_cut, W, H, z_chin) * inframe * (1 - occluders)  # hands: unknown
     head = masks * valid
     bg = torch.tensor(background, dtype=torch.float32)
     target = images * head + bg * (1 - head)

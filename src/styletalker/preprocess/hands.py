@@ -38,8 +38,8 @@ def hand_region(points: np.ndarray, size: int) -> np.ndarray:
 
 
 class HandMasker:
-    """``masker(crop_rgb, size) -> uint8 (size,size) mask, 0/255``: the hands of one frame (module
-    doc). Call it on the frames in their order (tracking); ``close()`` when done."""
+    """``masker(crop_rgb, size, face_lm) -> uint8 (size,size) mask, 0/255``: the hands in front of
+    one frame (module doc). Call it on the frames in their order (tracking); ``close()`` when done."""
 
     def __init__(self):
         from mediapipe.python.solutions import hands

@@ -23,8 +23,8 @@ from ..workdir import (STAGE_FILE, atomic_write_json, is_complete, log, progress
 from ..workfolder import WorkFolder
 from . import geometry as geo
 from . import mp_models
-from .overlay import draw_overlay
 from .hands import HandMasker, covers_face
+from .overlay import draw_overlay
 from .segment import person_mask
 from .options import TrackOptions
 from .tracking import detect_faces, iter_kept_frames, kept_fps, solve_geometry

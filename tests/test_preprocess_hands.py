@@ -84,3 +84,27 @@ def test_no_hands_option_and_older_folders(hands_work, hands_video, tmp_path, ca
                  "--size", "128"]) == 0
     assert "already complete" in capsys.readouterr().err
     assert stage.read_bytes() == st
+
+
+def test_resumed_run_finds_the_same_hands(hands_work, hands_video, tmp_path, monkeypatch):
+    """Interrupted while the hand is at the face and resumed: the same occluder masks as a run in one
+    go (hands are tracked from frame to frame, so a resumed run must not start tracking mid-clip)."""
+    import styletalker.preprocess.pipeline as pl
+
+    real_mask, calls = pl.person_mask, {"n": 0}
+
+    def flaky_mask(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise KeyboardInterrupt
+        return real_mask(*a, **k)
+
+    work = tmp_path / "w"
+    monkeypatch.setattr(pl, "person_mask", flaky_mask)
+    with pytest.raises(KeyboardInterrupt):
+        run_preprocess(hands_video, work, progress=False, **WINDOW)
+    monkeypatch.undo()
+    run_preprocess(hands_video, work, progress=False, **WINDOW)
+    a, b = load_dataset(work), load_dataset(hands_work)
+    assert a.manifest["occluded_frames"] == b.manifest["occluded_frames"]
+    assert torch.equal(a.occluders, b.occluders)

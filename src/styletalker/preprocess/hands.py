@@ -2,8 +2,9 @@
 
 A hand on the face is part of the selfie segmentation's person mask, so without this the avatar
 learns the hand as part of the head, and a neutral frame chosen with a hand at the mouth paints it
-into every prior view. Each kept frame's crop goes through MediaPipe Hands (bundled with
-mediapipe's legacy solutions, like the selfie segmentation) in tracking mode, frames in order: a
+into every prior view. The kept frames' crops go through MediaPipe Hands (bundled with
+mediapipe's legacy solutions, like the selfie segmentation) in tracking mode, in order and in one
+go (an interrupted run redoes them all: tracking restarted mid-clip would lose a hand): a
 hand lying on a face is hard for its palm detector alone (one clip: 5 of 36 such frames found one
 by one, 36 of 36 tracked). A hand's region is the convex hull of its 21 landmarks grown by
 ``GROW`` x its palm length (wrist to the middle finger's knuckle): the landmarks lie on the

@@ -129,17 +129,15 @@ def _preprocess(video: Path, wf: WorkFolder, o: TrackOptions, force: bool, progr
     n = len(tr["frame_index"])
     box = tuple(int(v) for v in tr["box"])
 
-    # ---- pass 2: crops + person masks + hands (resumable per frame)
+    # ---- pass 2: crops + person masks (resumable per frame)
     t0 = time.time()
     fdir, mdir, odir = partial / "frames", partial / "masks", partial / OCCLUDERS
-    dirs = (fdir, mdir, odir) if o.hands else (fdir, mdir)
-    for d in dirs:
-        d.mkdir(exist_ok=True)
-    todo = [k for k in range(n) if not all((d / frame_name(k)).is_file() for d in dirs)]
+    fdir.mkdir(exist_ok=True)
+    mdir.mkdir(exist_ok=True)
+    todo = [k for k in range(n) if not ((fdir / frame_name(k)).is_file() and (mdir / frame_name(k)).is_file())]
     if todo:
         todo_set = set(todo)
         seg = mp_models.create_segmenter()
-        hand_masker = HandMasker() if o.hands else None
         valid = geo.valid_region(box, raw_info["width"], raw_info["height"], o.size)
         bar_kw = {} if progress else {"disable": True}
         bar = progress_bar(total=len(todo), desc="crop + mask", unit="fr", **bar_kw)
@@ -150,8 +148,6 @@ def _preprocess(video: Path, wf: WorkFolder, o: TrackOptions, force: bool, progr
                 crop_src = geo.crop_and_resize(img, box, None)
                 crop = geo.crop_and_resize(img, box, o.size)
                 mask = person_mask(seg, crop_src, o.size, tr["landmarks2d"][k], valid=valid)
-                if hand_masker is not None:
-                    write_image(odir / frame_name(k), hand_masker(crop_src, o.size, tr["landmarks2d"][k]))
                 write_image(mdir / frame_name(k), mask)
                 write_image(fdir / frame_name(k), crop)
                 todo_set.discard(k)
@@ -159,10 +155,19 @@ def _preprocess(video: Path, wf: WorkFolder, o: TrackOptions, force: bool, progr
         finally:
             bar.close()
             seg.close()
-            if hand_masker is not None:
-                hand_masker.close()
         if todo_set:
             raise InputError(f"{video}: {len(todo_set)} tracked frames could not be decoded again (corrupt video?)")
+    # ---- pass 3: hands, tracked over the written crops in order; in one go (a resumed run must
+    # not start tracking mid-clip), redone whole unless every frame's mask is there
+    if o.hands and not all((odir / frame_name(k)).is_file() for k in range(n)):
+        odir.mkdir(exist_ok=True)
+        hand_masker = HandMasker()
+        try:
+            for k in progress_bar(range(n), desc="hands", unit="fr", **({} if progress else {"disable": True})):
+                crop = read_png(fdir / frame_name(k))
+                write_image(odir / frame_name(k), hand_masker(crop, o.size, tr["landmarks2d"][k]))
+        finally:
+            hand_masker.close()
     t_frames = time.time() - t0
 
     # ---- tracking.npz, mesh, manifest, overlay

@@ -65,7 +65,7 @@ def _env() -> dict:
 def stage_argv(stage: str, work: Path, args) -> list[str]:
     """The command of ``stage`` on ``work`` (short settings: seconds, not quality)."""
     if stage == "preprocess":
-        return ["preprocess", str(args.video), str(work), "--start", "10", "--duration", str(args.seconds),
+        return ["preprocess", str(args.video), str(work), "--start", str(args.start), "--duration", str(args.seconds),
                 "--fps", "10", "--size", "96"]
     if stage == "reconstruct":
         return ["reconstruct", str(work), "--preset", "test", "--set", "ckpt_every=5"]
@@ -333,6 +333,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write the report here (default OUT/report.json)")
     ap.add_argument("--video", type=Path, default=None, help="clip to preprocess (default the sample franck.webm)")
     ap.add_argument("--driver", type=Path, default=None, help="driver of animate (default cap13_edit2.mp4)")
+    ap.add_argument("--start", type=float, default=10.0, help="second of the clip to start at (default 10)")
     ap.add_argument("--seconds", type=float, default=3.0, help="seconds of the clip (default 3)")
     ap.add_argument("--edit-iters", type=int, default=100, help="edit iterations (default 100; checkpoint at 50)")
     args = ap.parse_args(argv)

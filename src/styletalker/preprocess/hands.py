@@ -73,11 +73,8 @@ class HandMasker:
 def covers_face(occluder: np.ndarray, face_lm: np.ndarray, min_share: float = 0.01) -> bool:
     """Whether an occluder mask (H,W, 0/255) covers at least ``min_share`` of the face oval of the
     frame's landmarks (crop pixels)."""
-    import cv2
+    from .segment import face_oval_mask
 
-    from .segment import FACE_OVAL
-
-    face = np.zeros(occluder.shape[:2], np.uint8)
-    cv2.fillPoly(face, [np.round(face_lm[FACE_OVAL, :2] - 0.5).astype(np.int32)], 1)
+    face = face_oval_mask(face_lm, occluder.shape)
     area = int(face.sum())
     return area > 0 and int(((occluder > 127) & (face > 0)).sum()) >= min_share * area

@@ -9,6 +9,16 @@ FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365
              152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109]
 
 
+def face_oval_mask(face_lm: np.ndarray, shape) -> np.ndarray:
+    """uint8 0/1 mask of the face-oval polygon of a frame's landmarks (crop pixels) in an image of
+    ``shape`` (H, W)."""
+    import cv2
+
+    face = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(face, [np.round(face_lm[FACE_OVAL, :2] - 0.5).astype(np.int32)], 1)
+    return face
+
+
 def person_mask(segmenter, crop_rgb: np.ndarray, size: int, face_lm: np.ndarray, *, threshold: float = 0.5,
                 valid: np.ndarray | None = None) -> np.ndarray:
     """uint8 (size,size) mask, 0/255, of the person in ``crop_rgb`` (the square crop at any
@@ -29,9 +39,7 @@ def person_mask(segmenter, crop_rgb: np.ndarray, size: int, face_lm: np.ndarray,
     if prob.shape[0] != size:
         prob = cv2.resize(prob, (size, size), interpolation=cv2.INTER_AREA if prob.shape[0] > size else cv2.INTER_LINEAR)
     m = (prob > threshold).astype(np.uint8)
-    face = np.zeros_like(m)
-    poly = np.round(face_lm[FACE_OVAL, :2] - 0.5).astype(np.int32)
-    cv2.fillPoly(face, [poly], 1)
+    face = face_oval_mask(face_lm, m.shape)
     m |= face
     lab, n = ndimage.label(m)
     if n > 1:

@@ -229,7 +229,7 @@ def from_dataset(ds, *, size: int | None = None, holdout_every: int = 10, cut_ma
     neutral_index = int((keep == neutral).nonzero()[0, 0])
     images = ds.images[keep].float()
     masks = ds.masks[keep].float()
-    occluders = ds.occluders[keep].float() if hasattr(ds, "occluders") else torch.zeros_like(masks)
+    occluders = ds.occluders[keep].float()
     K = ds.K[keep].clone().float()
     w2c = ds.world_to_cam[keep].float()
     expr = ds.expression[keep].float()

@@ -50,6 +50,31 @@ def test_complete_edit_is_a_noop(franck_avatar_work, green_edit):
     assert (green_edit / "avatar.pt").stat().st_mtime_ns == before
 
 
+def test_an_edit_from_before_an_option_existed(franck_avatar_work, green_edit):
+    """A complete edit written before an option existed (its record lacks it) ran with that
+    option's default: running again is a no-op, asking for another value is a change."""
+    import json
+
+    from styletalker.errors import OptionsChangedError
+    from styletalker.workfolder import _record_fingerprint
+
+    p = green_edit / "config.json"
+    text = p.read_text()
+    rec = json.loads(text)
+    del rec["options"]["guidance_scale"]
+    rec["fingerprint"] = _record_fingerprint(rec)
+    p.write_text(json.dumps(rec))
+    try:
+        before = (green_edit / "avatar.pt").stat().st_mtime_ns
+        run_edit(franck_avatar_work, "make his skin green", name="green", iters=60, progress_bars=False)
+        assert (green_edit / "avatar.pt").stat().st_mtime_ns == before
+        with pytest.raises(OptionsChangedError, match=r"guidance_scale: 7\.5 -> 5\.0"):
+            run_edit(franck_avatar_work, "make his skin green", name="green", iters=60, progress_bars=False,
+                     guidance_scale=5.0)
+    finally:
+        p.write_text(text)
+
+
 def test_resume_between_checkpoints_with_update_every(franck_avatar_work):
     """Stopped between two checkpoints after views were re-edited (--update-every 2): the resumed
     edit pairs each edited image with its own b and ends bit for bit where the uninterrupted one does."""

@@ -213,7 +213,8 @@ def run_edit(work, prompt: str, *, name: str | None = None, force: bool = False,
         wf.require(RECONSTRUCT)  # before the edit's folder is made
         out = wf.edit(name)
         record = wf.begin(out, {"format_version": 2, "prompt": prompt, "name": name, "options": asdict(opts),
-                                "update_every": opts.resolved_update_every()}, (RECONSTRUCT,), force=force)
+                                "update_every": opts.resolved_update_every()}, (RECONSTRUCT,), force=force,
+                          defaults={"options": asdict(EditOptions(prompt=prompt))})
         if record is None:
             log(f"{out} is already complete; nothing to do (use --force to redo it)")
             return out

@@ -108,8 +108,9 @@ def run_variant(root: Path, name: str, opts: dict, cams: dict, preset: str, mesh
 
 
 def table(results: list[dict]) -> str:
-    head = ["variant", "held-out PSNR", "SSIM", "view0 PSNR", "SSIM", "aligned", "IoU (ceiling; outline)", "view2 PSNR",
-            "SSIM", "aligned", "IoU (ceiling; outline)", "face found (-60..60)", "yaw err", "minutes"]
+    head = ["variant", "held-out PSNR", "SSIM", "view0 PSNR", "SSIM", "aligned", "rig-aligned", "IoU (ceiling; outline)",
+            "view2 PSNR", "SSIM", "aligned", "rig-aligned", "IoU (ceiling; outline)", "face found (-60..60)", "yaw err",
+            "minutes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         y = r["yaw"]
@@ -119,7 +120,7 @@ def table(results: list[dict]) -> str:
             r["variant"], f"{r['heldout']['psnr']:.2f}", f"{r['heldout']['ssim']:.3f}",
             *(cell for cam in ("view0", "view2") for cell in (
                 f"{r[cam]['psnr']:.2f}", f"{r[cam]['ssim']:.3f}", f"{r[cam]['aligned']['psnr']:.2f}",
-                _shape_cell(r[cam]))),
+                "-" if "rig" not in r[cam] else f"{r[cam]['rig']['psnr']:.2f}", _shape_cell(r[cam]))),
             f"{found} ({y['detection_rate']:.0%})",
             "-" if y["mean_yaw_error"] is None else f"{y['mean_yaw_error']:.1f}", f"{mins:.1f}"]) + " |")
     return "\n".join(lines) + "\n"

@@ -62,6 +62,7 @@ def test_same_camera_scores_like_the_training_frames(franck_avatar_work, tmp_pat
     want = np.mean([psnr(render_avatar_frame(av, data, i), data.target[i]) for i in range(len(ds))])
     assert r["psnr"] == pytest.approx(want, abs=1e-4)
     assert abs(r["aligned"]["psnr"] - r["psnr"]) < 0.05  # nothing to align
+    assert abs(r["rig"]["psnr"] - r["psnr"]) < 0.05 and max(map(abs, r["rig"]["rotation_deg"])) < 0.05
     # the shape: the render's silhouette covers most of the head it was trained on (a tiny
     # test-preset avatar), and the frame cut to it (a perfect texture on this shape) scores above
     # the render
@@ -81,6 +82,12 @@ def test_alignment_takes_out_a_pose_error(franck_avatar_work, tmp_path):
     assert r["landmark_px"] > 0.5
     assert r["psnr"] < ref["psnr"] - 0.3
     assert r["aligned"]["psnr"] > r["psnr"] + 0.2
+    # a shift of the whole head in every frame is what one rigid pose for the camera models: the
+    # rig fit explains the landmarks and gives back the score of the undisturbed camera
+    before, after = r["rig"]["landmark_px"]
+    assert before > 0.5 and after < 0.2 * before, (before, after)
+    assert r["rig"]["shift_mm"] == pytest.approx(10.0, rel=0.2)  # 0.1 dm
+    assert r["rig"]["psnr"] > ref["psnr"] - 0.2 and r["rig"]["psnr"] > r["aligned"]["psnr"], (r["rig"], r["aligned"])
     # the silhouette no longer sits on the other camera's head: IoU and shape ceiling drop
     assert r["iou"] < ref["iou"] - 0.02 and r["psnr_shape"] < ref["psnr_shape"] - 0.3
     # and more of the error is now on the outline

@@ -10,8 +10,9 @@ dlib identity distance and LPIPS (edits/NAME/metrics.json "orbit"). Models by Hu
 folder; a metric whose model cannot be had is reported as "unavailable: <why>".
 Other cameras: with --views OTHER_WORK (a second camera filming the same session, preprocessed
 into its own work folder), the avatar is rendered with that camera's tracked head pose and this
-clip's expressions at the same instants and scored against its frames, as rendered and after a
-2D similarity alignment on landmarks (docs/reconstruct.md, "Novel views"); results go to
+clip's expressions at the same instants and scored against its frames, as rendered, after a
+2D similarity alignment on landmarks per frame, and after one rigid pose correction for the
+whole camera fitted on landmarks (docs/reconstruct.md, "Novel views"); results go to
 reconstruct/metrics.json under "views" and contact sheets to reconstruct/renders/views_<name>.png.
 """
 

@@ -192,42 +192,38 @@ def cross_view_scores(work, other, *, edit: str | None = None, align: bool = Tru
     av = scene.avatar
     bg = torch.tensor(od.background, dtype=torch.float32)
     mesh_ids = slice(0, 468)
-    rig = None
+    # the face landmarks of both cameras' tracking, in the other camera's pixels
+    Ks, w2cs = od.K[ib].numpy().astype(np.float64), od.world_to_cam[ib].numpy().astype(np.float64)
+    lm_train = ds.landmarks3d[ia][:, mesh_ids].numpy().astype(np.float64)
+    src_px = np.stack([_project(Ks[k], w2cs[k], lm_train[k]) for k in range(len(ia))])
+    dst_px = np.stack([_project(Ks[k], w2cs[k], ods.landmarks3d[b][mesh_ids].numpy().astype(np.float64))
+                       for k, b in enumerate(ib.tolist())])
     if align:
-        Ks, w2cs = od.K[ib].numpy().astype(np.float64), od.world_to_cam[ib].numpy().astype(np.float64)
-        dst = np.stack([_project(Ks[k], w2cs[k], ods.landmarks3d[b].numpy().astype(np.float64))[mesh_ids]
-                        for k, b in enumerate(ib.tolist())])
-        rig, rig_info = fit_rig(Ks, w2cs, ds.landmarks3d[ia][:, mesh_ids].numpy().astype(np.float64), dst)
+        rig, rig_info = fit_rig(Ks, w2cs, lm_train, dst_px)
+
+    def render(a, b, w2c):
+        out = av.render(ds.expression[a], Camera(od.K[b], w2c, od.width, od.height), background=bg)
+        return out, od.composite(out.image.float().clamp(0, 1), b).numpy()
+
     per, rows = [], []
     it = progress(list(zip(ia.tolist(), ib.tolist())), desc="cross-view", unit="fr", disable=not show_progress)
-    for a, b in it:
-        K, w2c = od.K[b], od.world_to_cam[b]
-        out = av.render(ds.expression[a], Camera(K, w2c, od.width, od.height), background=bg)
-        img = od.composite(out.image.float().clamp(0, 1), b).numpy()
+    for k, (a, b) in enumerate(it):
+        out, img = render(a, b, od.world_to_cam[b])
         ref = od.target[b].numpy()
         head = od.head[b].numpy()
-        rec = {"frame": int(ds.frame_index[a]), "psnr": psnr(img, ref), "ssim": ssim(img, ref),
-               "psnr_head": psnr(img, ref, mask=head) if head.sum() > 0 else None}
+        rec = {"frame": int(ds.frame_index[a]), **_image_scores(img, ref, head)}
         rec.update(shape_scores((out.alpha.float() * od.valid[b]).numpy(), head, ref, od.background, img))
-        src = _project(K.numpy().astype(np.float64), w2c.numpy().astype(np.float64),
-                       ds.landmarks3d[a].numpy().astype(np.float64))[mesh_ids]
-        dst = _project(K.numpy().astype(np.float64), w2c.numpy().astype(np.float64),
-                       ods.landmarks3d[b].numpy().astype(np.float64))[mesh_ids]
+        src, dst = src_px[k], dst_px[k]
         rec["landmark_px"] = float(np.linalg.norm(src - dst, axis=1).mean())
         aimg = None
         if align:
             A = fit_similarity(src, dst)
             aimg = _warp(out.image.float().clamp(0, 1).numpy(), A, od.background)
             aimg = od.composite(torch.from_numpy(aimg), b).numpy()
-            rec["aligned"] = {"psnr": psnr(aimg, ref), "ssim": ssim(aimg, ref),
-                              "psnr_head": psnr(aimg, ref, mask=head) if head.sum() > 0 else None,
-                              "scale": float(np.sqrt(abs(np.linalg.det(A[:, :2])))),
+            rec["aligned"] = {**_image_scores(aimg, ref, head), "scale": float(np.sqrt(abs(np.linalg.det(A[:, :2])))),
                               "shift_px": float(np.linalg.norm(A[:, 2] + (A[:, :2] - np.eye(2)) @ src.mean(0)))}
-            w_rig = torch.from_numpy(w2c.numpy().astype(np.float64) @ rig).float()
-            rimg = av.render(ds.expression[a], Camera(K, w_rig, od.width, od.height), background=bg)
-            rimg = od.composite(rimg.image.float().clamp(0, 1), b).numpy()
-            rec["rig"] = {"psnr": psnr(rimg, ref), "ssim": ssim(rimg, ref),
-                          "psnr_head": psnr(rimg, ref, mask=head) if head.sum() > 0 else None}
+            _, rimg = render(a, b, torch.from_numpy(w2cs[k] @ rig).float())
+            rec["rig"] = _image_scores(rimg, ref, head)
         per.append(rec)
         if sheet is not None and len(rows) < sheet_frames and (len(per) - 1) % max(1, len(ia) // sheet_frames) == 0:
             diff = np.clip(np.abs((aimg if aimg is not None else img) - ref) * 4, 0, 1)
@@ -244,6 +240,11 @@ def cross_view_scores(work, other, *, edit: str | None = None, align: bool = Tru
     if sheet is not None and rows:
         res["sheet"] = str(write_image(sheet, np.concatenate(rows, 0)))
     return res
+
+
+def _image_scores(img: np.ndarray, ref: np.ndarray, head: np.ndarray) -> dict:
+    """PSNR and SSIM over the crop, PSNR inside the ``head`` mask (None where it is empty)."""
+    return {"psnr": psnr(img, ref), "ssim": ssim(img, ref), "psnr_head": psnr(img, ref, mask=head) if head.sum() > 0 else None}
 
 
 def shape_scores(alpha: np.ndarray, head: np.ndarray, ref: np.ndarray, background, img: np.ndarray | None = None) -> dict:

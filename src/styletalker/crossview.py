@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .metrics import psnr, ssim
+from .metrics import image_scores, psnr
 
 DEFAULT_YAWS = tuple(range(-60, 61, 15))
 
@@ -211,7 +211,7 @@ def cross_view_scores(work, other, *, edit: str | None = None, align: bool = Tru
         out, img = render(a, b, od.world_to_cam[b])
         ref = od.target[b].numpy()
         head = od.head[b].numpy()
-        rec = {"frame": int(ds.frame_index[a]), **_image_scores(img, ref, head)}
+        rec = {"frame": int(ds.frame_index[a]), **image_scores(img, ref, head)}
         rec.update(shape_scores((out.alpha.float() * od.valid[b]).numpy(), head, ref, od.background, img))
         src, dst = src_px[k], dst_px[k]
         rec["landmark_px"] = float(np.linalg.norm(src - dst, axis=1).mean())
@@ -220,10 +220,10 @@ def cross_view_scores(work, other, *, edit: str | None = None, align: bool = Tru
             A = fit_similarity(src, dst)
             aimg = _warp(out.image.float().clamp(0, 1).numpy(), A, od.background)
             aimg = od.composite(torch.from_numpy(aimg), b).numpy()
-            rec["aligned"] = {**_image_scores(aimg, ref, head), "scale": float(np.sqrt(abs(np.linalg.det(A[:, :2])))),
+            rec["aligned"] = {**image_scores(aimg, ref, head), "scale": float(np.sqrt(abs(np.linalg.det(A[:, :2])))),
                               "shift_px": float(np.linalg.norm(A[:, 2] + (A[:, :2] - np.eye(2)) @ src.mean(0)))}
             _, rimg = render(a, b, torch.from_numpy(w2cs[k] @ rig).float())
-            rec["rig"] = _image_scores(rimg, ref, head)
+            rec["rig"] = image_scores(rimg, ref, head)
         per.append(rec)
         if sheet is not None and len(rows) < sheet_frames and (len(per) - 1) % max(1, len(ia) // sheet_frames) == 0:
             diff = np.clip(np.abs((aimg if aimg is not None else img) - ref) * 4, 0, 1)
@@ -240,11 +240,6 @@ def cross_view_scores(work, other, *, edit: str | None = None, align: bool = Tru
     if sheet is not None and rows:
         res["sheet"] = str(write_image(sheet, np.concatenate(rows, 0)))
     return res
-
-
-def _image_scores(img: np.ndarray, ref: np.ndarray, head: np.ndarray) -> dict:
-    """PSNR and SSIM over the crop, PSNR inside the ``head`` mask (None where it is empty)."""
-    return {"psnr": psnr(img, ref), "ssim": ssim(img, ref), "psnr_head": psnr(img, ref, mask=head) if head.sum() > 0 else None}
 
 
 def shape_scores(alpha: np.ndarray, head: np.ndarray, ref: np.ndarray, background, img: np.ndarray | None = None) -> dict:

@@ -97,3 +97,10 @@ def ssim_torch(img: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0, wi
 def ssim(img, ref, data_range: float = 1.0) -> float:
     """Mean SSIM (standard 11x11 Gaussian window, sigma 1.5) of two images."""
     return float(ssim_torch(_t(img), _t(ref), data_range))
+
+
+def image_scores(img, ref, head) -> dict:
+    """The per-image scores of held-out frames and other cameras: PSNR and SSIM over the whole
+    crop, PSNR inside the ``head`` mask (None where the mask is empty)."""
+    return {"psnr": psnr(img, ref), "ssim": ssim(img, ref),
+            "psnr_head": psnr(img, ref, mask=head) if float(head.sum()) > 0 else None}

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..metrics import psnr, ssim
+from ..metrics import image_scores
 from ..workdir import write_image
 from .data import ReconData
 
@@ -44,8 +44,7 @@ def score(renders: dict[int, torch.Tensor], data: ReconData) -> dict:
     per = []
     for i, img in renders.items():
         ref = data.target[i]
-        per.append({"frame": int(i), "psnr": psnr(img, ref), "ssim": ssim(img, ref),
-                    "psnr_head": psnr(img, ref, mask=data.head[i]) if float(data.head[i].sum()) > 0 else None})
+        per.append({"frame": int(i), **image_scores(img, ref, data.head[i])})
     if not per:
         return {"frames": [], "psnr": None, "ssim": None, "psnr_head": None, "per_frame": []}
     heads = [p["psnr_head"] for p in per if p["psnr_head"] is not None]

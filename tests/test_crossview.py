@@ -25,6 +25,28 @@ def test_fit_similarity_recovers_a_similarity():
     assert match_frames([3, 4, 5, 9], [1, 4, 5, 6, 9])[0].tolist() == [1, 2, 3]
 
 
+def test_shape_ceiling_of_a_silhouette_that_covers_the_head():
+    """A render whose silhouette covers the whole head leaves the frame as it is: the ceiling is
+    capped (not infinite, which made a benchmark's mean over frames infinite), and the outline
+    share counts the pixels rendered outside the head."""
+    from styletalker.crossview import SHAPE_CEILING_CAP_DB, shape_scores
+
+    bg = (1.0, 1.0, 1.0)
+    ref = np.ones((32, 32, 3), np.float32)
+    head = np.zeros((32, 32, 1), np.float32)
+    head[8:24, 8:24] = 1
+    ref[8:24, 8:24] = 0.3
+    alpha = np.zeros_like(head)
+    alpha[4:28, 4:28] = 1
+    img = np.where(alpha > 0.5, 0.3, 1.0).astype(np.float32)
+    r = shape_scores(alpha, head, ref, bg, img)
+    assert r["psnr_shape"] == SHAPE_CEILING_CAP_DB and r["iou"] == pytest.approx(256 / 576)
+    assert r["outline_share"] == pytest.approx(1.0)
+    alpha[4:28, 4:28] = 0
+    alpha[8:16, 8:24] = 1  # half the head: a finite ceiling below the cap
+    assert shape_scores(alpha, head, ref, bg)["psnr_shape"] < SHAPE_CEILING_CAP_DB
+
+
 def _copy_work(src: Path, dst: Path, shift_x: float = 0.0) -> Path:
     shutil.copytree(src / "preprocess", dst / "preprocess")
     if shift_x:

@@ -55,6 +55,9 @@ from .errors import InputError
 from .metrics import image_scores, psnr
 
 DEFAULT_YAWS = tuple(range(-60, 61, 15))
+# the shape ceiling of a frame whose head the render's silhouette covers exactly (the cut frame is
+# the frame itself: PSNR infinite), so that one such frame does not make the mean infinite
+SHAPE_CEILING_CAP_DB = 60.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,13 +247,14 @@ def cross_view_scores(work, other, *, edit: str | None = None, align: bool = Tru
 
 def shape_scores(alpha: np.ndarray, head: np.ndarray, ref: np.ndarray, background, img: np.ndarray | None = None) -> dict:
     """``iou`` of the render's silhouette (``alpha`` (H,W,1) > 0.5) with the ``head`` mask (H,W,1)
-    and ``psnr_shape``, the PSNR of ``ref`` cut to that silhouette (module doc: the shape ceiling);
+    and ``psnr_shape``, the PSNR of ``ref`` cut to that silhouette (module doc: the shape ceiling;
+    at most :data:`SHAPE_CEILING_CAP_DB`);
     with the render ``img``, ``outline_share``: the fraction of its squared error where the two
     silhouettes disagree."""
     sil, gt = alpha[..., 0] > 0.5, head[..., 0] > 0.5
     union = int((sil | gt).sum())
     cut = np.where(sil[..., None], ref, np.asarray(background, ref.dtype)).astype(ref.dtype)
-    res = {"iou": float((sil & gt).sum() / union) if union else None, "psnr_shape": psnr(cut, ref)}
+    res = {"iou": float((sil & gt).sum() / union) if union else None, "psnr_shape": min(psnr(cut, ref), SHAPE_CEILING_CAP_DB)}
     if img is not None:
         err = ((np.asarray(img, np.float64) - ref) ** 2).sum(-1)
         total = float(err.sum())

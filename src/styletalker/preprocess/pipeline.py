@@ -130,6 +130,7 @@ def _preprocess(video: Path, wf: WorkFolder, o: TrackOptions, force: bool, progr
     box = tuple(int(v) for v in tr["box"])
 
     # ---- pass 2: crops + person masks (resumable per frame)
+    bar_kw = {} if progress else {"disable": True}  # the progress bars of the passes below
     t0 = time.time()
     fdir, mdir, odir = partial / "frames", partial / "masks", partial / OCCLUDERS
     fdir.mkdir(exist_ok=True)
@@ -139,7 +140,6 @@ def _preprocess(video: Path, wf: WorkFolder, o: TrackOptions, force: bool, progr
         todo_set = set(todo)
         seg = mp_models.create_segmenter()
         valid = geo.valid_region(box, raw_info["width"], raw_info["height"], o.size)
-        bar_kw = {} if progress else {"disable": True}
         bar = progress_bar(total=len(todo), desc="crop + mask", unit="fr", **bar_kw)
         try:
             for k, img in iter_kept_frames(video, o, tr["frame_index"]):
@@ -163,7 +163,7 @@ def _preprocess(video: Path, wf: WorkFolder, o: TrackOptions, force: bool, progr
         odir.mkdir(exist_ok=True)
         hand_masker = HandMasker()
         try:
-            for k in progress_bar(range(n), desc="hands", unit="fr", **({} if progress else {"disable": True})):
+            for k in progress_bar(range(n), desc="hands", unit="fr", **bar_kw):
                 crop = read_png(fdir / frame_name(k))
                 write_image(odir / frame_name(k), hand_masker(crop, o.size, tr["landmarks2d"][k]))
         finally:
@@ -180,8 +180,6 @@ def _preprocess(video: Path, wf: WorkFolder, o: TrackOptions, force: bool, progr
     neutral = geo.choose_neutral_frame(tr["expression"], tr["world_to_cam"], exclude=occluded)
     out_fps = kept_fps(tr["time"], fps, raw_info["source_fps"])
     if overlay:
-        bar_kw = {} if progress else {"disable": True}
-
         def frames_iter():
             for k in progress_bar(range(n), desc="overlay", unit="fr", **bar_kw):
                 img = read_png(fdir / frame_name(k))

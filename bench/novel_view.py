@@ -14,7 +14,9 @@ styletalker.reconstruct.config, e.g. ``gauss.anchor=free``). Then, per variant:
   (the side frame cut to the render's silhouette) and the outline share (the part of the squared
   error where the silhouettes disagree); contact sheets ``<variant>_view0.png``;
 * the avatar turned by -60..60 degrees in 15-degree steps and tracked by MediaPipe: detection
-  rate, |tracked - requested yaw|; the orbit contact sheet ``<variant>_orbit.png``;
+  rate, |tracked - requested yaw|, the backdrop share of those renders (pixels holding more than a
+  quarter of the backdrop's colour, crossview.BackdropCheck; of the training frames in brackets);
+  the orbit contact sheet ``<variant>_orbit.png``;
 * reconstruction minutes per stage.
 
 Variants with the same mesh, data and model options share one stage-1 mesh (same inputs, same
@@ -38,11 +40,11 @@ SHARED = ROOT.parent / "shared" / "benchmarks"
 CAMERAS = ("view1", "view0", "view2")
 
 # today's pipeline before the novel-view work: a sphere as the starting surface, no symmetry, free Gaussians,
-# unbounded MLP_attr, raw expressions, the mask's outline in the colour loss, 6 prior views over
+# unbounded MLP_attr, raw expressions, the mask's outline (backdrop and all) in the colour loss, 6 prior views over
 # 120 degrees without confidence weights, no densification
 LEGACY = {"mesh.init": "sphere", "mesh.train.w_sym": 0.0, "gauss.anchor": "free", "gauss.attr_bound": None, "gauss.clamp_expression": False,
           "model.expr_normalize": False, "model.expr_basis": False, "gauss.train.w_mouth": 0.0,
-          "data.edge_px": 0, "prior.views": 6, "prior.span_deg": 120.0, "prior.confidence": None,
+          "data.edge_px": 0, "data.unmix": False, "prior.views": 6, "prior.span_deg": 120.0, "prior.confidence": None,
           "gauss.train.densify.enabled": False}
 
 
@@ -110,7 +112,7 @@ def run_variant(root: Path, name: str, opts: dict, cams: dict, preset: str, mesh
 def table(results: list[dict]) -> str:
     head = ["variant", "held-out PSNR", "SSIM", "view0 PSNR", "SSIM", "aligned", "rig-aligned", "IoU (ceiling; outline)",
             "view2 PSNR", "SSIM", "aligned", "rig-aligned", "IoU (ceiling; outline)", "face found (-60..60)", "yaw err",
-            "minutes"]
+            "backdrop (frames)", "minutes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         y = r["yaw"]
@@ -122,8 +124,16 @@ def table(results: list[dict]) -> str:
                 f"{r[cam]['psnr']:.2f}", f"{r[cam]['ssim']:.3f}", f"{r[cam]['aligned']['psnr']:.2f}",
                 "-" if "rig" not in r[cam] else f"{r[cam]['rig']['psnr']:.2f}", _shape_cell(r[cam]))),
             f"{found} ({y['detection_rate']:.0%})",
-            "-" if y["mean_yaw_error"] is None else f"{y['mean_yaw_error']:.1f}", f"{mins:.1f}"]) + " |")
+            "-" if y["mean_yaw_error"] is None else f"{y['mean_yaw_error']:.1f}", _backdrop_cell(y.get("backdrop")),
+            f"{mins:.1f}"]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _backdrop_cell(b: dict | None) -> str:
+    """Backdrop share of the yaw sweep's renders (of the training frames), crossview.BackdropCheck."""
+    if not b or b.get("mean") is None:
+        return "-"
+    return f"{b['mean']:.1%} ({b['frames']:.1%})"
 
 
 def _shape_cell(r: dict) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from styletalker.crossview import cross_view_scores, fit_similarity, match_frames, yaw_sweep
 from styletalker.errors import InputError
@@ -135,3 +136,57 @@ def test_multiview_benchmark_clips(tmp_path):
     for req, got in zip(y["yaws"], y["tracked_yaw"]):
         if got is not None and req:
             assert np.sign(got) == np.sign(req)  # turned the way it was asked
+
+
+def test_backdrop_check_finds_the_backdrop_colour_on_the_person(franck_work):
+    from styletalker.crossview import BackdropCheck
+    from styletalker.preprocess import load_dataset
+    from styletalker.reconstruct.data import CHIN, from_dataset, project_landmarks
+
+    data = from_dataset(load_dataset(franck_work))
+    check = BackdropCheck(data)
+    # the sample clip's backdrop is blue: told apart from the person's colours
+    assert check.measurable and check.backdrop[2] > check.backdrop[0] + 0.3, check.backdrop
+    i = int(data.test_idx[0])
+    img, head = data.images[i].numpy().copy(), data.head[i, ..., 0].numpy()
+    chin = float(project_landmarks(data.K[i:i + 1], data.world_to_cam[i:i + 1], data.landmarks3d[i:i + 1, CHIN:CHIN + 1])[0, 0, 1])
+    s0 = check.share(img, head, rows=chin)
+    assert s0 is not None and s0 < 0.15
+    # a fifth of the head above the chin mixed half and half with the backdrop: that share is found
+    ys, xs = np.nonzero(head[: int(chin)] > 0.5)
+    pick = np.random.default_rng(0).permutation(len(ys))[: len(ys) // 5]
+    img[ys[pick], xs[pick]] = 0.5 * img[ys[pick], xs[pick]] + 0.5 * check.backdrop
+    s1 = check.share(img, head, rows=chin)
+    assert 0.15 < s1 - s0 < 0.25, (s0, s1)
+    # composited on white with its alpha, the same image gives the same share
+    a = head[..., None]
+    assert check.share(img * a + (1 - a), head, background=(1, 1, 1), rows=chin) == pytest.approx(s1, abs=0.01)
+    # a backdrop of the person's own colours cannot be told apart: not measured
+    skin = data.images[i][data.head[i, ..., 0] > 0.5].median(0).values
+    data.images[:] = torch.where(data.masks > 0.5, data.images, skin)
+    flat = BackdropCheck(data)
+    assert not flat.measurable and flat.share(img, head) is None and flat.frames_share is None
+
+
+def test_unmixing_takes_the_backdrop_out_of_the_outline(franck_work):
+    from styletalker.crossview import BackdropCheck
+    from styletalker.preprocess import load_dataset
+    from styletalker.reconstruct.data import CHIN, colour_targets, edge_band, from_dataset, project_landmarks
+
+    data = from_dataset(load_dataset(franck_work))
+    check = BackdropCheck(data)
+    raw, _ = colour_targets(data, 0, False)
+    clean, trusted = colour_targets(data, 0, True)
+    assert raw is data.images and colour_targets(data, 0, True)[0] is clean  # cached
+    chin = project_landmarks(data.K, data.world_to_cam, data.landmarks3d[:, CHIN:CHIN + 1])[:, 0, 1]
+    before, after = [], []
+    for i in range(0, len(data), 4):
+        head = data.head[i, ..., 0].numpy()
+        before.append(check.share(raw[i].numpy(), head, rows=float(chin[i])))
+        after.append(check.share(clean[i].numpy(), head * trusted[i, ..., 0].numpy(), rows=float(chin[i])))
+    # the frames' own outline holds the blue backdrop; the colours fitted hold less than half of it
+    assert np.mean(after) < 0.5 * np.mean(before), (np.mean(before), np.mean(after))
+    # only the outline changes: pixels more than the unmixing radius inside the head keep their colour
+    far = (data.head * (1 - edge_band(data.head, 4))) > 0.5
+    assert torch.equal(clean[far[..., 0]], raw[far[..., 0]])
+    assert (trusted[far] == 1).all()

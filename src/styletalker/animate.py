@@ -77,8 +77,9 @@ class AvatarScene:
                 return self.lod.frozen
         return self.frozen
 
-    def render(self, expression, world_to_cam, scale: float = 1.0, live: bool = False) -> np.ndarray:
-        """(H,W,3) float image as a CPU numpy array; the inputs go to the avatar's device.
+    def render(self, expression, world_to_cam, scale: float = 1.0, live: bool = False, with_alpha: bool = False):
+        """(H,W,3) float image as a CPU numpy array (and its (H,W) alpha with ``with_alpha``);
+        the inputs go to the avatar's device.
 
         Renders through ``frozen``, a :class:`~styletalker.avatar.FrozenAvatar` (the same
         Gaussians as the avatar's forward, with the expression-independent work done once), made
@@ -90,7 +91,8 @@ class AvatarScene:
         with torch.no_grad():
             out = frozen.render(torch.as_tensor(expression, dtype=torch.float32).to(dev),
                                 self.camera(world_to_cam, scale).to(dev), background=bg)
-        return out.image.clamp(0, 1).cpu().numpy()
+        img = out.image.clamp(0, 1).cpu().numpy()
+        return (img, out.alpha[..., 0].clamp(0, 1).cpu().numpy()) if with_alpha else img
 
 
 def mean_rotation(R: np.ndarray) -> np.ndarray:

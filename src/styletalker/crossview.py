@@ -40,7 +40,19 @@ Turn-away check (:func:`yaw_sweep`)
 ----------------------------------
 The avatar at its reference pose and neutral expression, turned about the head's vertical axis by
 each requested yaw, is given to the MediaPipe face landmarker: was a face found, and how far is
-the yaw it tracks (relative to the yaw-0 render) from the requested one.
+the yaw it tracks (relative to the yaw-0 render) from the requested one. The same renders are
+checked for the backdrop's colour (:class:`BackdropCheck`).
+
+Backdrop colour (:class:`BackdropCheck`)
+----------------------------------------
+How much of the clip's backdrop colour the avatar's hair, face and ears hold (the mask's outline
+mixes it in): every rendered pixel above the chin (alpha > 0.5, its colour taken off the render's
+background) is explained as the nearest mix ``(1 - t) p + t b`` of one of the person's 16 colours
+``p`` (k-means of the head pixels above the chin at least 3 px inside the head mask) and the
+backdrop's colour ``b`` (the median of the pixels off the person mask); the *backdrop share* is
+the share of those pixels with ``t`` > 0.25. The same share of the frames' own head pixels above
+the chin (the whole head mask, outline included) is what the frames hold. Not measured (None) where the backdrop's colour is within 0.15 (RGB
+distance) of one of the person's: the two cannot be told apart.
 """
 
 from __future__ import annotations
@@ -305,14 +317,77 @@ def yaw_of(R: np.ndarray) -> float:
     return math.degrees(math.atan2(R[0, 2], R[2, 2]))
 
 
+class BackdropCheck:
+    """How much of the backdrop's colour the avatar's hair, face and ears hold (module doc)."""
+
+    MIN_CONTRAST = 0.15
+    COLOURS = 16
+    TINTED = 0.25  # a pixel holding more of the backdrop's colour than this counts
+
+    def __init__(self, data, frames: int = 12):
+        """``data``: the clip's :class:`~styletalker.reconstruct.data.ReconData`; ``frames``
+        evenly spaced frames give the backdrop's colour, the person's colours and ``frames_share``."""
+        import torch.nn.functional as F
+        from scipy.cluster.vq import kmeans2
+
+        from .reconstruct.data import CHIN, project_landmarks
+
+        idx = torch.linspace(0, len(data) - 1, min(frames, len(data))).round().long().unique()
+        img, head = data.images[idx].cpu().float(), data.head[idx].cpu().float()
+        chin = project_landmarks(data.K[idx].cpu().float(), data.world_to_cam[idx].cpu().float(),
+                                 data.landmarks3d[idx][:, CHIN:CHIN + 1].cpu().float())[:, 0, 1]
+        above = (torch.arange(img.shape[1])[None, :] < chin[:, None]).float()[:, :, None, None]  # (N,H,1,1)
+        off = 1 - F.max_pool2d(data.masks[idx].cpu().float().permute(0, 3, 1, 2), 7, 1, 3).permute(0, 2, 3, 1)
+        inner = -F.max_pool2d(-head.permute(0, 3, 1, 2), 7, 1, 3).permute(0, 2, 3, 1) * above
+        back = img[off[..., 0] > 0.5]
+        person = img[inner[..., 0] > 0.5].numpy().astype(np.float64)
+        self.backdrop = self.palette = None
+        if len(back) and len(person) >= self.COLOURS:
+            self.backdrop = back.median(0).values.numpy().astype(np.float64)
+            sample = person[np.random.default_rng(0).permutation(len(person))[:20000]]
+            self.palette, _ = kmeans2(sample, self.COLOURS, seed=0, minit="++")
+        gap = None if self.backdrop is None else float(np.linalg.norm(self.palette - self.backdrop, axis=1).min())
+        self.measurable = gap is not None and gap >= self.MIN_CONTRAST
+        self.frames_share = None
+        if self.measurable:
+            self.frames_share = float(np.mean([self.share(img[k].numpy(), (head[k] * above[k]).numpy()) for k in range(len(idx))]))
+
+    def mix(self, colours: np.ndarray) -> np.ndarray:
+        """(P,3) colours -> (P,) share of the backdrop's colour: each colour explained as the
+        nearest mix ``(1 - t) p + t b`` of one of the person's colours ``p`` and the backdrop ``b``."""
+        c = np.asarray(colours, np.float64)[:, None, :]
+        p = self.palette[None]
+        d = self.backdrop[None, None] - p
+        t = np.clip(((c - p) * d).sum(-1) / (d * d).sum(-1), 0, 1)
+        resid = ((c - (p + t[..., None] * d)) ** 2).sum(-1)
+        return t[np.arange(len(c)), resid.argmin(1)]
+
+    def share(self, image: np.ndarray, alpha: np.ndarray, background=None, rows: int | None = None) -> float | None:
+        """Share of the pixels of ``image`` (H,W,3) with ``alpha`` (H,W) > 0.5, above row ``rows``
+        when given, that hold more than :data:`TINTED` of the backdrop's colour (:meth:`mix`);
+        ``background``: the colour ``image`` was composited on with ``alpha`` (None: not composited)."""
+        if not self.measurable:
+            return None
+        c = np.asarray(image, np.float64)
+        a = np.asarray(alpha, np.float64).reshape(c.shape[:2])
+        if background is not None:
+            c = (c - (1 - a[..., None]) * np.asarray(background, np.float64)) / np.clip(a, 1e-6, None)[..., None]
+        sel = a > 0.5
+        if rows is not None:
+            sel[max(0, int(rows)):] = False
+        return float((self.mix(np.clip(c[sel], 0, 1)) > self.TINTED).mean()) if sel.any() else None
+
+
 @torch.no_grad()
 def yaw_sweep(target, yaws=DEFAULT_YAWS, *, edit: str | None = None, expression=None, sheet: str | Path | None = None,
               scale: float = 1.0) -> dict:
     """Render the avatar turned by each yaw (degrees) and track the renders with MediaPipe (module doc).
 
     Returns ``{"yaws", "detected" (list of bool), "detection_rate", "tracked_yaw" (None where no
-    face), "yaw_error" (|tracked - requested| per yaw), "mean_yaw_error"}``; ``sheet`` writes the
-    renders side by side (a red frame marks a render where no face was found).
+    face), "yaw_error" (|tracked - requested| per yaw), "mean_yaw_error", "backdrop"}``
+    (``backdrop``: :class:`BackdropCheck` of the renders, ``{"colour", "frames", "per_yaw",
+    "mean"}``, None for an avatar without its work folder); ``sheet`` writes the renders side by
+    side (a red frame marks a render where no face was found).
     """
     import cv2
 
@@ -324,13 +399,15 @@ def yaw_sweep(target, yaws=DEFAULT_YAWS, *, edit: str | None = None, expression=
     e = scene.neutral_expression if expression is None else torch.as_tensor(expression, dtype=torch.float32)
     pivot = head_pivot(scene.avatar)
     ref = scene.ref_pose.numpy()
-    imgs, rots = [], []
+    imgs, alphas, chins, rots = [], [], [], []
     with LandmarkDetector() as det:
         for y in yaws:
             P = orbit_poses(ref, pivot, 2, 2 * abs(float(y)), "turn")[1 if y >= 0 else 0] if y else ref
-            img = scene.render(e, torch.from_numpy(np.asarray(P)).float(), scale)
+            img, alpha = scene.render(e, torch.from_numpy(np.asarray(P)).float(), scale, with_alpha=True)
             pts, R = det.detect(img, with_pose=True)
             imgs.append(img)
+            alphas.append(alpha)
+            chins.append(_chin_row(scene, P, scale))
             rots.append(R if pts is not None else None)
     yaws = [float(y) for y in yaws]
     base = rots[yaws.index(0.0)] if 0.0 in yaws and rots[yaws.index(0.0)] is not None else None
@@ -346,7 +423,8 @@ def yaw_sweep(target, yaws=DEFAULT_YAWS, *, edit: str | None = None, expression=
     det_flags = [R is not None for R in rots]
     errs = [x for x in err if x is not None]
     res = {"yaws": yaws, "detected": det_flags, "detection_rate": float(np.mean(det_flags)), "tracked_yaw": tracked,
-           "yaw_error": err, "mean_yaw_error": float(np.mean(errs)) if errs else None}
+           "yaw_error": err, "mean_yaw_error": float(np.mean(errs)) if errs else None,
+           "backdrop": _backdrop_of_renders(scene, imgs, alphas, chins)}
     if sheet is not None:
         tiles = []
         for y, img, ok in zip(yaws, imgs, det_flags):
@@ -357,3 +435,28 @@ def yaw_sweep(target, yaws=DEFAULT_YAWS, *, edit: str | None = None, expression=
             tiles.append(t)
         res["sheet"] = str(write_image(sheet, np.concatenate(tiles, 1)))
     return res
+
+
+def _chin_row(scene, world_to_cam, scale: float) -> float:
+    """Image row of the avatar's chin landmark seen from ``world_to_cam``."""
+    from .reconstruct.data import CHIN, project_landmarks
+
+    cam = scene.camera(torch.as_tensor(np.asarray(world_to_cam)).float(), scale)
+    lm = scene.avatar.landmarks[CHIN:CHIN + 1].detach().cpu().float()[None]
+    return float(project_landmarks(cam.K[None].float(), cam.world_to_cam[None].float(), lm)[0, 0, 1])
+
+
+def _backdrop_of_renders(scene, imgs, alphas, chins) -> dict | None:
+    """:class:`BackdropCheck` of the yaw sweep's renders above the chin (None without the
+    avatar's work folder)."""
+    if scene.work is None:
+        return None
+    from .preprocess import load_dataset
+    from .reconstruct.data import from_options
+    from .workfolder import WorkFolder
+
+    check = BackdropCheck(from_options(load_dataset(scene.work), WorkFolder(scene.work).data_options(scene.avatar)))
+    per = [check.share(i, a, scene.background, rows=c) for i, a, c in zip(imgs, alphas, chins)]
+    ok = [p for p in per if p is not None]
+    return {"colour": None if check.backdrop is None else [round(float(c), 4) for c in check.backdrop],
+            "frames": check.frames_share, "per_yaw": per, "mean": float(np.mean(ok)) if ok else None}

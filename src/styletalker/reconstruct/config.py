@@ -23,6 +23,10 @@ class DataOptions:
     # pixels on each side of the head mask's outline whose colour is not trusted (they mix hair and
     # ears with the backdrop): left out of the Gaussians' colour loss and of the prior's texture
     edge_px: int = 2
+    # the backdrop's colour taken out of the head's outline (docs/reconstruct.md, "Clean edges"):
+    # pixels that mix the person with the backdrop get the backdrop's share removed, or are left
+    # out where it is over half (styletalker.reconstruct.data.colour_targets); stage 2 / prior only
+    unmix: bool = True
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 

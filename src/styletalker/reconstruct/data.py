@@ -149,6 +149,64 @@ def edge_band(mask: torch.Tensor, px: int) -> torch.Tensor:
     return (dil - ero).permute(0, 2, 3, 1).contiguous()
 
 
+# backdrop unmixing (colour_targets): neighbourhood radius at 256 px, and the backdrop share above
+# which a head pixel's colour is left out instead of corrected
+UNMIX_RADIUS_PX = 6
+UNMIX_MAX_SHARE = 0.5
+UNMIX_MIN_CONTRAST = 0.15  # RGB distance between the backdrop and the person below which nothing is unmixed
+
+
+def backdrop_share(images: torch.Tensor, person: torch.Tensor, head: torch.Tensor, radius: int) -> tuple:
+    """How much of the backdrop's colour each head pixel holds, and that colour.
+
+    A pixel ``c`` of the head's outline is taken as a mix ``(1 - t) f + t b`` of the person's
+    colour ``f`` (the mean of the head pixels at least 2 px inside the head mask within
+    ``radius``) and the backdrop's ``b`` (the mean of the pixels at least 2 px off the person mask
+    within ``radius``): ``t`` is the projection of ``c - f`` on ``b - f``, in [0, 1]. It is 0
+    where either has no pixel within ``radius`` or they differ by less than
+    :data:`UNMIX_MIN_CONTRAST` (a backdrop the person's colours cannot be told from). Returns
+    ``(t (N,H,W,1), b (N,H,W,3))``."""
+    x = images.permute(0, 3, 1, 2)
+    h = head.permute(0, 3, 1, 2)
+    k, r = 2 * radius + 1, radius
+
+    def mean_over(w):
+        return F.avg_pool2d(x * w, k, 1, r), F.avg_pool2d(w, k, 1, r)
+
+    def erode(m):
+        return -F.max_pool2d(-m, 5, 1, 2)
+
+    (fs, fw), (bs, bw) = mean_over(erode(h)), mean_over(erode(1 - person.permute(0, 3, 1, 2)))
+    f, b = fs / fw.clamp_min(1e-6), bs / bw.clamp_min(1e-6)
+    d = b - f
+    dd = (d * d).sum(1, keepdim=True)
+    t = (((x - f) * d).sum(1, keepdim=True) / dd.clamp_min(1e-6)).clamp(0, 1)
+    ok = (fw > 1e-3) & (bw > 1e-3) & (dd > UNMIX_MIN_CONTRAST**2) & (h > 0.5)
+    return torch.where(ok, t, torch.zeros_like(t)).permute(0, 2, 3, 1), b.permute(0, 2, 3, 1)
+
+
+def colour_targets(data: "ReconData", edge_px: int, unmix: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The video frames' colours the avatar is fitted to and where they are trusted: the one rule
+    for the Gaussians' colour loss and the prior's texture lookup. Returns ``(images (N,H,W,3),
+    trusted (N,H,W,1))``: ``trusted`` is 0 within ``edge_px`` of the head mask's outline (it mixes
+    hair and ears with the backdrop) and, with ``unmix``, where a pixel holds more than
+    :data:`UNMIX_MAX_SHARE` of the backdrop's colour (:func:`backdrop_share`); the other outline
+    pixels get that share taken out, ``(c - t b) / (1 - t)``. Cached in ``data.extra``."""
+    key = ("colour_targets", int(edge_px), bool(unmix))
+    if key in data.extra:
+        return data.extra[key]
+    images = data.images
+    trusted = 1 - edge_band(data.head, int(edge_px))
+    if unmix:
+        radius = max(2, round(UNMIX_RADIUS_PX * data.width / 256))
+        t, b = backdrop_share(data.images, data.masks, data.head, radius)
+        keep = t < UNMIX_MAX_SHARE
+        images = torch.where(keep, (images - t * b) / (1 - t).clamp_min(1e-3), images).clamp(0, 1)
+        trusted = trusted * keep.to(trusted.dtype)
+    data.extra[key] = (images, trusted)
+    return images, trusted
+
+
 def mouth_masks(data: "ReconData", grow_px: int = 2) -> torch.Tensor:
     """(N,H,W,1) the mouth of every frame: the outer lip line of the tracked landmarks, filled
     (lips, teeth and the opening between them), grown by ``grow_px`` pixels."""

@@ -14,7 +14,9 @@ used with landmark features taken from the nearest Gaussians.
 
 Training data: the training frames plus the multi-view prior views (neutral expression); each
 iteration draws a prior view with probability ``prior_prob``. Loss per image (Eq. 4 terms that
-apply): 0.1 L1 + 0.1 (1 - IoU) + w_dssim (1 - SSIM), all inside the valid head region.
+apply): 0.1 L1 + 0.1 (1 - IoU) + w_dssim (1 - SSIM), all inside the valid head region; plus the
+scale regulariser (``w_scale``: hinge on log-scales above ``max_scale``) and the opacity
+regulariser (``w_opacity``: binary entropy of the opacities, :func:`opacity_entropy`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 
 from ..avatar import GaussianAvatar
 from ..metrics import ssim_torch
-from .data import ReconData, cut_plane_valid, edge_band, mouth_masks
+from .data import ReconData, colour_targets, cut_plane_valid, edge_band, mouth_masks
 from .density import DensifyConfig
 from .mesh_stage import masked_l1, soft_iou_loss
 
@@ -48,7 +50,11 @@ class GaussTrainConfig:
     w_sil: float = 0.1
     w_dssim: float = 0.025
     w_def: float = 1.0
-    max_scale: float = 0.1  # dm; larger Gaussians are penalised
+    max_scale: float = 0.1  # dm; larger Gaussians are penalised (w_scale)
+    w_scale: float = 0.1  # scale regulariser: hinge on log-scales above max_scale (0: off)
+    # opacity regulariser: binary entropy of each Gaussian's opacity, pushing it to 0 or 1 (no
+    # semi-transparent haze; one pushed to 0 is pruned by densification). 0: off
+    w_opacity: float = 0.0
     w_offset: float = 1.0  # mesh-anchored: penalty on offsets from the surface beyond max_offset
     max_offset: float = 0.03  # dm
     # extra weight of the mouth (outer lip line, filled, from the tracked landmarks) in the colour
@@ -193,16 +199,22 @@ class Sample:
 class SampleSource:
     """Training frames and prior views as one sampling pool.
 
-    The colour loss leaves out a band of ``edge_px`` pixels on each side of the head mask's
-    outline (the mask's edge mixes hair and ears with the backdrop; the silhouette loss still
-    sees it), weights the mouth of video frames by ``1 + w_mouth`` (:func:`.data.mouth_masks`)
-    and prior-view pixels by the prior's confidence where it gives one.
+    The video frames' colours and where they count are :func:`.data.colour_targets` (a band of
+    ``edge_px`` pixels on each side of the head mask's outline left out, since the mask's edge
+    mixes hair and ears with the backdrop, and with ``unmix`` the backdrop's colour taken out of
+    the outline; the silhouette loss still sees it all); the mouth of video frames weighs
+    ``1 + w_mouth`` (:func:`.data.mouth_masks`), prior-view pixels the prior's confidence where
+    it gives one.
     """
 
-    def __init__(self, data: ReconData, views=None, prior_prob: float = 0.25, edge_px: int = 0, w_mouth: float = 0.0):
+    def __init__(self, data: ReconData, views=None, prior_prob: float = 0.25, edge_px: int = 0, w_mouth: float = 0.0,
+                 unmix: bool = False):
         self.data = data
         self.edge_px = int(edge_px)
-        self.rgb_weight = data.valid * (1 - edge_band(data.head, self.edge_px))
+        images, trusted = colour_targets(data, edge_px, unmix)
+        bg = torch.tensor(data.background, dtype=images.dtype, device=images.device)
+        self.target = data.target if images is data.images else images * data.head + bg * (1 - data.head)
+        self.rgb_weight = data.valid * trusted
         if w_mouth > 0:
             self.rgb_weight = self.rgb_weight * (1 + w_mouth * mouth_masks(data))
         self.views = views if views is not None and len(views) > 0 else None
@@ -229,8 +241,8 @@ class SampleSource:
             return Sample(self.prior_target[k], self.prior_head[k], self.prior_valid[k], self.prior_K[k],
                           self.prior_w2c[k], self.prior_expr, None, self.prior_rgb_weight[k])
         i = int(d.train_idx[int(torch.randint(len(d.train_idx), (), generator=gen))])
-        return Sample(d.target[i], d.head[i], d.valid[i], d.K[i], d.world_to_cam[i], d.expression[i], d.landmarks3d[i],
-                      self.rgb_weight[i])
+        return Sample(self.target[i], d.head[i], d.valid[i], d.K[i], d.world_to_cam[i], d.expression[i],
+                      d.landmarks3d[i], self.rgb_weight[i])
 
 
 def landmark_features(av: GaussianAvatar, k: int = 4) -> torch.Tensor:
@@ -266,7 +278,16 @@ def gauss_losses(av: GaussianAvatar, samples: list[Sample], data: ReconData, cfg
     if n_def:
         l_def = l_def / n_def
     big = torch.relu(av.log_scales - math.log(cfg.max_scale)).mean()
-    total = cfg.w_rgb * l_rgb + cfg.w_sil * l_sil + cfg.w_dssim * l_ssim + cfg.w_def * l_def + 0.1 * big
+    total = cfg.w_rgb * l_rgb + cfg.w_sil * l_sil + cfg.w_dssim * l_ssim + cfg.w_def * l_def + cfg.w_scale * big
     if av.bound and cfg.w_offset > 0:
         total = total + cfg.w_offset * torch.relu(av.offset.norm(dim=-1) - cfg.max_offset).mean()
-    return {"total": total, "rgb": l_rgb, "sil": l_sil, "dssim": l_ssim, "def": l_def}
+    l_op = opacity_entropy(av.opacity_logits) if cfg.w_opacity > 0 else 0.0
+    total = total + cfg.w_opacity * l_op
+    return {"total": total, "rgb": l_rgb, "sil": l_sil, "dssim": l_ssim, "def": l_def, "scale": big, "opacity": l_op}
+
+
+def opacity_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean binary entropy (nats) of the opacities ``sigmoid(logits)``: ln 2 at 0.5, 0 at 0 or 1."""
+    o = torch.sigmoid(logits)
+    # -o log o - (1 - o) log(1 - o), written with logsigmoid so it stays finite at o = 0 or 1
+    return -(o * torch.nn.functional.logsigmoid(logits) + (1 - o) * torch.nn.functional.logsigmoid(-logits)).mean()

@@ -183,7 +183,8 @@ def run_prior_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead 
     kw = {}
     if cfg.prior.backend == "symmetric":
         conf = cfg.prior.confidence
-        kw = {"confidence": None if conf is None else tuple(float(c) for c in conf), "edge_px": cfg.data.edge_px}
+        kw = {"confidence": None if conf is None else tuple(float(c) for c in conf), "edge_px": cfg.data.edge_px,
+              "unmix": cfg.data.unmix}
     if cfg.prior.backend == "svd":
         kw = {"num_inference_steps": cfg.prior.steps, "orbit_degrees": cfg.prior.orbit_deg, "seed": cfg.seed}
     prior = get_prior(cfg.prior.backend, cfg.prior.model, device=cfg.device, **kw)
@@ -243,7 +244,7 @@ def run_gauss_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead 
     if st is None:
         m0, _ = evaluate_avatar(av, data, _eval_frames(data))
         info["heldout_init"] = {"psnr": m0["psnr"], "ssim": m0["ssim"]}
-    src = SampleSource(data, views, tc.prior_prob, cfg.data.edge_px, tc.w_mouth)
+    src = SampleSource(data, views, tc.prior_prob, cfg.data.edge_px, tc.w_mouth, cfg.data.unmix)
     dc = DensityControl(tc.densify, tc.iters, int(info.get("initial_points", av.num_points)))
     info.setdefault("initial_points", av.num_points)
     dc.load_state_dict(st.get("density") if st else None)
@@ -324,12 +325,15 @@ def run_reconstruct(work, preset: str = "cpu", *, force: bool = False, progress:
     return out
 
 
+STAGE2_DATA_OPTIONS = ("edge_px", "unmix")  # data options that only the prior and the Gaussians use
+
+
 def mesh_stage_key(cfg_json: dict) -> str:
     """What stage 1 depends on, as a JSON string, from a ``ReconstructConfig.to_json()``: two
     reconstructions of one clip with the same key train the same mesh (bit for bit on one device)."""
     import json
 
-    data = {k: v for k, v in cfg_json["data"].items() if k != "edge_px"}  # edge_px: stage 2 / prior only
+    data = {k: v for k, v in cfg_json["data"].items() if k not in STAGE2_DATA_OPTIONS}
     return json.dumps({"seed": cfg_json["seed"], "device": cfg_json["device"], "data": data,
                        "model": cfg_json["model"], "mesh": cfg_json["mesh"]}, sort_keys=True, default=str)
 

@@ -150,19 +150,20 @@ class SymmetricPrior(MultiViewPrior):
 
     def __init__(self, min_facing: float = 0.2, depth_tol: float = 0.05, soft: bool = False,
                  confidence: tuple[float, float, float, float] | None = None, frontal_facing: float = 0.5,
-                 edge_px: int = 0):
+                 edge_px: int = 0, unmix: bool = False):
         """``confidence``: per-pixel weights (seen frontally, seen at a grazing angle, mirrored,
         filled) written with the views; a pixel is *seen frontally* when the neutral camera looks
         at its surface point with facing (cosine) above ``frontal_facing``: the video frames
         supervise it, the prior view need not. ``None``: no weights (every pixel counts fully).
-        ``edge_px``: colours are only taken from pixels at least this far inside the head mask
-        (the mask's outline mixes hair and ears with the backdrop)."""
+        ``edge_px``, ``unmix``: which of the neutral frame's pixels lend their colour, and with the
+        backdrop's share taken out (:func:`.data.colour_targets`, the Gaussians' rule too)."""
         self.min_facing = min_facing
         self.depth_tol = depth_tol
         self.soft = soft
         self.confidence = confidence
         self.frontal_facing = frontal_facing
         self.edge_px = int(edge_px)
+        self.unmix = bool(unmix)
 
     def _lookup(self, pts, normals, ctx, facing_out: list | None = None):
         """Colour (P,3) and a 'seen' flag (P,) for 3D points as observed in the neutral frame
@@ -195,11 +196,11 @@ class SymmetricPrior(MultiViewPrior):
         W, H = dataset.width, dataset.height
         verts, faces = mesh.verts.detach().float().cpu(), mesh.faces.cpu()
         r = rasterize(verts, faces, None, K, w2c, W, H, soft=False)
-        from .data import edge_band
+        from .data import colour_targets
 
-        head = dataset.head[i : i + 1].float().cpu()
-        head = (head * (1 - edge_band(head, self.edge_px)))[0]
-        img = torch.cat([dataset.images[i].float().cpu(), head], -1)
+        images, trusted = colour_targets(dataset, self.edge_px, self.unmix)
+        head = dataset.head[i].float().cpu() * trusted[i].float().cpu()
+        img = torch.cat([images[i].float().cpu(), head], -1)
         return {"K": K, "w2c": w2c, "W": W, "H": H, "depth": r.depth[..., 0], "img": img,
                 "cam_c": -w2c[:3, :3].T @ w2c[:3, 3], "x_sym": float(dataset.landmarks3d[i][:, 0].mean())}
 

@@ -92,6 +92,6 @@ def test_opacity_and_scale_regularisers(franck_avatar_work, tmp_path):
     # (Adam steps by ~lr whatever the weight, so the default 0.1 already pulls as hard as 20:
     # against no scale regulariser, the Gaussians above the limit shrink by ~lr_scales per step)
     none = _short_run(franck_avatar_work, tmp_path / "none", **{"gauss.train.max_scale": 0.01, "gauss.train.w_scale": 0.0})
-    over_reg = float(torch.relu(reg.log_scales - lim).mean())
-    over_none = float(torch.relu(none.log_scales - lim).mean())
+    over_reg = float(torch.relu(reg.log_scales.detach() - lim).mean())
+    over_none = float(torch.relu(none.log_scales.detach() - lim).mean())
     assert 0 < over_reg < over_none - 0.15, (over_reg, over_none)

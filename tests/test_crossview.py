@@ -190,3 +190,22 @@ def test_unmixing_takes_the_backdrop_out_of_the_outline(franck_work):
     far = (data.head * (1 - edge_band(data.head, 4))) > 0.5
     assert torch.equal(clean[far[..., 0]], raw[far[..., 0]])
     assert (trusted[far] == 1).all()
+
+
+def test_evaluate_turn(franck_avatar_work, tmp_path, capsys):
+    import json
+
+    from styletalker.cli import main
+
+    work = _copy_work(franck_avatar_work, tmp_path / "w")
+    shutil.copytree(franck_avatar_work / "reconstruct", work / "reconstruct")
+    assert main(["evaluate", str(work), "--turn"]) == 0
+    out = capsys.readouterr().out
+    assert "turned away" in out and "+60 deg" in out and "backdrop share" in out
+    m = json.loads((work / "reconstruct" / "metrics.json").read_text())["turn"]
+    assert m["yaws"] == [float(y) for y in range(-60, 61, 15)] and len(m["detected"]) == 9
+    assert m["detected"][4]  # the avatar from the front is a face
+    # the sample clip's blue backdrop is told from the person; the renders hold less of it than the frames' outline
+    b = m["backdrop"]
+    assert b["colour"][2] > b["colour"][0] and 0 <= b["mean"] < b["frames"], b
+    assert (work / "reconstruct" / "renders" / "turn.png").stat().st_size > 0

@@ -437,6 +437,24 @@ def yaw_sweep(target, yaws=DEFAULT_YAWS, *, edit: str | None = None, expression=
     return res
 
 
+def format_sweep(r: dict) -> str:
+    """One line per yaw of :func:`yaw_sweep`'s result, then its summary."""
+    lines = ["turned away (MediaPipe on the renders; backdrop share: pixels holding over a quarter of the backdrop's colour):"]
+    b = r.get("backdrop") or {}
+    per = b.get("per_yaw") or [None] * len(r["yaws"])
+    for y, found, t, share in zip(r["yaws"], r["detected"], r["tracked_yaw"], per):
+        seen = f"face found, tracked yaw {t:+.1f} deg" if found and t is not None else ("face found" if found else "no face")
+        back = "" if share is None else f", backdrop {share:.1%}"
+        lines.append(f"  {y:+4.0f} deg: {seen}{back}")
+    err = "" if r["mean_yaw_error"] is None else f", mean |tracked - requested yaw| {r['mean_yaw_error']:.1f} deg"
+    lines.append(f"  face found at {sum(r['detected'])} of {len(r['yaws'])} yaws{err}")
+    if b.get("mean") is not None:
+        lines.append(f"  backdrop share {b['mean']:.1%} (the training frames: {b['frames']:.1%})")
+    elif b:
+        lines.append("  backdrop share: not measured (the backdrop has the person's colours)")
+    return "\n".join(lines)
+
+
 def _chin_row(scene, world_to_cam, scale: float) -> float:
     """Image row of the avatar's chin landmark seen from ``world_to_cam``."""
     from .reconstruct.data import CHIN, project_landmarks

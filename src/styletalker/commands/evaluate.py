@@ -14,6 +14,10 @@ clip's expressions at the same instants and scored against its frames, as render
 2D similarity alignment on landmarks per frame, and after one rigid pose correction for the
 whole camera fitted on landmarks (docs/reconstruct.md, "Novel views"); results go to
 reconstruct/metrics.json under "views" and contact sheets to reconstruct/renders/views_<name>.png.
+Turned away: with --turn, the avatar (neutral expression) turned by -60..60 degrees in 15-degree
+steps, each render given to MediaPipe (face found? which yaw does it track?) and checked for the
+backdrop's colour; results under "turn" in reconstruct/metrics.json, the renders side by side in
+reconstruct/renders/turn.png (a red frame where no face was found).
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ def add_arguments(p):
     p.add_argument("--views", action="append", default=[], metavar="OTHER_WORK",
                    help="score against a synchronised second camera preprocessed into OTHER_WORK "
                         "(frame k of both videos is the same instant); repeat for more cameras")
+    p.add_argument("--turn", action="store_true",
+                   help="turn the avatar by -60..60 degrees (15-degree steps): is a face found (MediaPipe), at "
+                        "which yaw, and how much of the backdrop's colour do the renders hold; contact sheet "
+                        "reconstruct/renders/turn.png")
 
 
 def _fmt(v):
@@ -161,6 +169,8 @@ def _evaluate(work, args):
         edits.setdefault(name, {})["orbit"] = m
     if args.views:
         report["reconstruct"]["views"] = _views(work, args.views, write=not args.no_write, quiet=args.quiet)
+    if args.turn:
+        report["reconstruct"]["turn"] = _turn(work, write=not args.no_write)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0
@@ -176,6 +186,10 @@ def _evaluate(work, args):
 
     for name, r in (rec.get("views") or {}).items():
         print(format_scores(f"camera {name}", r))
+    if rec.get("turn"):
+        from ..crossview import format_sweep
+
+        print(format_sweep(rec["turn"]))
     if not edits:
         print("edits: none")
     for name, m in edits.items():
@@ -205,3 +219,18 @@ def _views(work, others, write: bool, quiet: bool) -> dict:
         m.setdefault("views", {}).update(out)
         atomic_write_json(wf.metrics(), m)
     return out
+
+
+def _turn(work, write: bool) -> dict:
+    """The turn-away check of the reconstruction (crossview.yaw_sweep); stored under "turn"."""
+    from ..crossview import yaw_sweep
+    from ..workdir import atomic_write_json, read_json
+    from ..workfolder import WorkFolder
+
+    wf = WorkFolder(work)
+    r = yaw_sweep(work, sheet=wf.reconstruct_renders / "turn.png")
+    if write:
+        m = read_json(wf.metrics())
+        m["turn"] = r
+        atomic_write_json(wf.metrics(), m)
+    return r

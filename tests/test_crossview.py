@@ -149,7 +149,8 @@ def test_backdrop_check_finds_the_backdrop_colour_on_the_person(franck_work):
     assert check.measurable and check.backdrop[2] > check.backdrop[0] + 0.3, check.backdrop
     i = int(data.test_idx[0])
     img, head = data.images[i].numpy().copy(), data.head[i, ..., 0].numpy()
-    chin = float(project_landmarks(data.K[i:i + 1], data.world_to_cam[i:i + 1], data.landmarks3d[i:i + 1, CHIN:CHIN + 1])[0, 0, 1])
+    lm = data.landmarks3d[i:i + 1, CHIN:CHIN + 1]
+    chin = float(project_landmarks(data.K[i:i + 1], data.world_to_cam[i:i + 1], lm)[0, 0, 1])
     s0 = check.share(img, head, rows=chin)
     assert s0 is not None and s0 < 0.15
     # a fifth of the head above the chin mixed half and half with the backdrop: that share is found

@@ -82,16 +82,17 @@ def test_opacity_and_scale_regularisers(franck_avatar_work, tmp_path):
     assert float(opacity_entropy(torch.tensor([-60.0, 60.0]))) < 1e-12
     # max_scale 0.01 dm (0.1 by default, which the test preset's few Gaussians never reach)
     lim = math.log(0.01)
-    base = _short_run(franck_avatar_work, tmp_path / "base", **{"gauss.train.max_scale": 0.01})
-    reg = _short_run(franck_avatar_work, tmp_path / "reg", **{"gauss.train.max_scale": 0.01, "gauss.train.w_opacity": 1.0,
-                                                                "gauss.train.w_scale": 20.0})
+    small = {"gauss.train.max_scale": 0.01}
+    base = _short_run(franck_avatar_work, tmp_path / "base", **small)
+    reg = _short_run(franck_avatar_work, tmp_path / "reg", **small, **{"gauss.train.w_opacity": 1.0,
+                                                                     "gauss.train.w_scale": 20.0})
     # the opacities pushed to 0 or 1, the large Gaussians shrunk, both against the same run without
     with torch.no_grad():
         h_base, h_reg = float(opacity_entropy(base.opacity_logits)), float(opacity_entropy(reg.opacity_logits))
     assert h_reg < 0.8 * h_base, (h_reg, h_base)
     # (Adam steps by ~lr whatever the weight, so the default 0.1 already pulls as hard as 20:
     # against no scale regulariser, the Gaussians above the limit shrink by ~lr_scales per step)
-    none = _short_run(franck_avatar_work, tmp_path / "none", **{"gauss.train.max_scale": 0.01, "gauss.train.w_scale": 0.0})
+    none = _short_run(franck_avatar_work, tmp_path / "none", **small, **{"gauss.train.w_scale": 0.0})
     over_reg = float(torch.relu(reg.log_scales.detach() - lim).mean())
     over_none = float(torch.relu(none.log_scales.detach() - lim).mean())
     assert 0 < over_reg < over_none - 0.15, (over_reg, over_none)

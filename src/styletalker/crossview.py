@@ -51,8 +51,10 @@ background) is explained as the nearest mix ``(1 - t) p + t b`` of one of the pe
 ``p`` (k-means of the head pixels above the chin at least 3 px inside the head mask) and the
 backdrop's colour ``b`` (the median of the pixels off the person mask); the *backdrop share* is
 the share of those pixels with ``t`` > 0.25. The same share of the frames' own head pixels above
-the chin (the whole head mask, outline included) is what the frames hold. Not measured (None) where the backdrop's colour is within 0.15 (RGB
-distance) of one of the person's: the two cannot be told apart.
+the chin (the whole head mask, outline included) is what the frames hold. Not measured (None)
+where the backdrop's colour is within
+:data:`~styletalker.reconstruct.data.BACKDROP_MIN_CONTRAST` (RGB distance) of one of the
+person's: the two cannot be told apart (the rule the unmixing of the training frames follows).
 """
 
 from __future__ import annotations
@@ -320,7 +322,6 @@ def yaw_of(R: np.ndarray) -> float:
 class BackdropCheck:
     """How much of the backdrop's colour the avatar's hair, face and ears hold (module doc)."""
 
-    MIN_CONTRAST = 0.15
     COLOURS = 16
     TINTED = 0.25  # a pixel holding more of the backdrop's colour than this counts
 
@@ -330,7 +331,7 @@ class BackdropCheck:
         import torch.nn.functional as F
         from scipy.cluster.vq import kmeans2
 
-        from .reconstruct.data import CHIN, project_landmarks
+        from .reconstruct.data import BACKDROP_MIN_CONTRAST, CHIN, project_landmarks
 
         idx = torch.linspace(0, len(data) - 1, min(frames, len(data))).round().long().unique()
         img, head = data.images[idx].cpu().float(), data.head[idx].cpu().float()
@@ -347,10 +348,11 @@ class BackdropCheck:
             sample = person[np.random.default_rng(0).permutation(len(person))[:20000]]
             self.palette, _ = kmeans2(sample, self.COLOURS, seed=0, minit="++")
         gap = None if self.backdrop is None else float(np.linalg.norm(self.palette - self.backdrop, axis=1).min())
-        self.measurable = gap is not None and gap >= self.MIN_CONTRAST
+        self.measurable = gap is not None and gap >= BACKDROP_MIN_CONTRAST
         self.frames_share = None
         if self.measurable:
-            self.frames_share = float(np.mean([self.share(img[k].numpy(), (head[k] * above[k]).numpy()) for k in range(len(idx))]))
+            self.frames_share = float(np.mean([self.share(img[k].numpy(), (head[k] * above[k]).numpy())
+                                               for k in range(len(idx))]))
 
     def mix(self, colours: np.ndarray) -> np.ndarray:
         """(P,3) colours -> (P,) share of the backdrop's colour: each colour explained as the
@@ -439,11 +441,12 @@ def yaw_sweep(target, yaws=DEFAULT_YAWS, *, edit: str | None = None, expression=
 
 def format_sweep(r: dict) -> str:
     """One line per yaw of :func:`yaw_sweep`'s result, then its summary."""
-    lines = ["turned away (MediaPipe on the renders; backdrop share: pixels holding over a quarter of the backdrop's colour):"]
+    lines = ["turned away (MediaPipe on the renders; backdrop share: pixels holding over a quarter of the "
+             "backdrop's colour):"]
     b = r.get("backdrop") or {}
     per = b.get("per_yaw") or [None] * len(r["yaws"])
     for y, found, t, share in zip(r["yaws"], r["detected"], r["tracked_yaw"], per):
-        seen = f"face found, tracked yaw {t:+.1f} deg" if found and t is not None else ("face found" if found else "no face")
+        seen = "no face" if not found else ("face found" if t is None else f"face found, tracked yaw {t:+.1f} deg")
         back = "" if share is None else f", backdrop {share:.1%}"
         lines.append(f"  {y:+4.0f} deg: {seen}{back}")
     err = "" if r["mean_yaw_error"] is None else f", mean |tracked - requested yaw| {r['mean_yaw_error']:.1f} deg"

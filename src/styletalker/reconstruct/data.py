@@ -153,7 +153,9 @@ def edge_band(mask: torch.Tensor, px: int) -> torch.Tensor:
 # which a head pixel's colour is left out instead of corrected
 UNMIX_RADIUS_PX = 6
 UNMIX_MAX_SHARE = 0.5
-UNMIX_MIN_CONTRAST = 0.15  # RGB distance between the backdrop and the person below which nothing is unmixed
+# RGB distance between the backdrop and the person below which the two cannot be told apart:
+# nothing is unmixed there, and crossview.BackdropCheck does not measure
+BACKDROP_MIN_CONTRAST = 0.15
 
 
 def backdrop_share(images: torch.Tensor, person: torch.Tensor, head: torch.Tensor, radius: int) -> tuple:
@@ -164,7 +166,7 @@ def backdrop_share(images: torch.Tensor, person: torch.Tensor, head: torch.Tenso
     ``radius``) and the backdrop's ``b`` (the mean of the pixels at least 2 px off the person mask
     within ``radius``): ``t`` is the projection of ``c - f`` on ``b - f``, in [0, 1]. It is 0
     where either has no pixel within ``radius`` or they differ by less than
-    :data:`UNMIX_MIN_CONTRAST` (a backdrop the person's colours cannot be told from). Returns
+    :data:`BACKDROP_MIN_CONTRAST` (a backdrop the person's colours cannot be told from). Returns
     ``(t (N,H,W,1), b (N,H,W,3))``."""
     x = images.permute(0, 3, 1, 2)
     h = head.permute(0, 3, 1, 2)
@@ -181,7 +183,7 @@ def backdrop_share(images: torch.Tensor, person: torch.Tensor, head: torch.Tenso
     d = b - f
     dd = (d * d).sum(1, keepdim=True)
     t = (((x - f) * d).sum(1, keepdim=True) / dd.clamp_min(1e-6)).clamp(0, 1)
-    ok = (fw > 1e-3) & (bw > 1e-3) & (dd > UNMIX_MIN_CONTRAST**2) & (h > 0.5)
+    ok = (fw > 1e-3) & (bw > 1e-3) & (dd > BACKDROP_MIN_CONTRAST**2) & (h > 0.5)
     return torch.where(ok, t, torch.zeros_like(t)).permute(0, 2, 3, 1), b.permute(0, 2, 3, 1)
 
 

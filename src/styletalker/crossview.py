@@ -328,18 +328,17 @@ class BackdropCheck:
     def __init__(self, data, frames: int = 12):
         """``data``: the clip's :class:`~styletalker.reconstruct.data.ReconData`; ``frames``
         evenly spaced frames give the backdrop's colour, the person's colours and ``frames_share``."""
-        import torch.nn.functional as F
         from scipy.cluster.vq import kmeans2
 
-        from .reconstruct.data import BACKDROP_MIN_CONTRAST, CHIN, project_landmarks
+        from .reconstruct.data import BACKDROP_MIN_CONTRAST, CHIN, dilate, erode, project_landmarks
 
         idx = torch.linspace(0, len(data) - 1, min(frames, len(data))).round().long().unique()
         img, head = data.images[idx].cpu().float(), data.head[idx].cpu().float()
         chin = project_landmarks(data.K[idx].cpu().float(), data.world_to_cam[idx].cpu().float(),
                                  data.landmarks3d[idx][:, CHIN:CHIN + 1].cpu().float())[:, 0, 1]
         above = (torch.arange(img.shape[1])[None, :] < chin[:, None]).float()[:, :, None, None]  # (N,H,1,1)
-        off = 1 - F.max_pool2d(data.masks[idx].cpu().float().permute(0, 3, 1, 2), 7, 1, 3).permute(0, 2, 3, 1)
-        inner = -F.max_pool2d(-head.permute(0, 3, 1, 2), 7, 1, 3).permute(0, 2, 3, 1) * above
+        off = 1 - dilate(data.masks[idx].cpu(), 3)
+        inner = erode(head, 3) * above
         back = img[off[..., 0] > 0.5]
         person = img[inner[..., 0] > 0.5].numpy().astype(np.float64)
         self.backdrop = self.palette = None

@@ -138,15 +138,22 @@ def cut_plane_valid(K, world_to_cam, y_cut: float, width: int, height: int, z_re
     return (s < 0).float().unsqueeze(-1)
 
 
+def dilate(mask: torch.Tensor, px: int) -> torch.Tensor:
+    """(N,H,W,1) masks grown by ``px`` pixels (max over a (2 px + 1)^2 square)."""
+    m = mask.permute(0, 3, 1, 2).float()
+    return F.max_pool2d(m, 2 * px + 1, stride=1, padding=px).permute(0, 2, 3, 1).contiguous()
+
+
+def erode(mask: torch.Tensor, px: int) -> torch.Tensor:
+    """(N,H,W,1) masks shrunk by ``px`` pixels (min over a (2 px + 1)^2 square)."""
+    return -dilate(-mask.float(), px)
+
+
 def edge_band(mask: torch.Tensor, px: int) -> torch.Tensor:
     """(N,H,W,1) pixels within ``px`` pixels of the outline of the {0,1} masks (N,H,W,1)."""
     if px <= 0:
         return torch.zeros_like(mask)
-    m = mask.permute(0, 3, 1, 2).float()
-    k = 2 * px + 1
-    dil = F.max_pool2d(m, k, stride=1, padding=px)
-    ero = -F.max_pool2d(-m, k, stride=1, padding=px)
-    return (dil - ero).permute(0, 2, 3, 1).contiguous()
+    return dilate(mask, px) - erode(mask, px)
 
 
 # backdrop unmixing (colour_targets): neighbourhood radius at 256 px, and the backdrop share above
@@ -175,12 +182,10 @@ def backdrop_share(images: torch.Tensor, person: torch.Tensor, head: torch.Tenso
     k, r = 2 * radius + 1, radius
 
     def mean_over(w):
+        w = w.permute(0, 3, 1, 2)
         return F.avg_pool2d(x * w, k, 1, r), F.avg_pool2d(w, k, 1, r)
 
-    def erode(m):
-        return -F.max_pool2d(-m, 5, 1, 2)
-
-    (fs, fw), (bs, bw) = mean_over(erode(h)), mean_over(erode(1 - person.permute(0, 3, 1, 2)))
+    (fs, fw), (bs, bw) = mean_over(erode(head, 2)), mean_over(erode(1 - person, 2))
     f, b = fs / fw.clamp_min(1e-6), bs / bw.clamp_min(1e-6)
     d = b - f
     dd = (d * d).sum(1, keepdim=True)

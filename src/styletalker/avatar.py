@@ -199,6 +199,18 @@ class GaussianAvatar(nn.Module):
         :meth:`basis_input`) and as MLP_deform sees it (``e``, :meth:`expression_input`)."""
         return self.mesh_verts + self.deform(self.mesh_features, self.mesh_verts, e) + self.basis(self.mesh_verts, e_basis)
 
+    def predicted_landmarks(self, expression: torch.Tensor, k: int = 4) -> torch.Tensor:
+        """(L,3) the canonical landmarks moved to ``expression`` by MLP_deform and the basis (the
+        landmark term of Eq. 4 when MLP_deform trains in stage 2); MLP_deform sees at each
+        landmark the inverse-distance mean of the features of its ``k`` nearest Gaussians."""
+        L = self.landmarks
+        with torch.no_grad():
+            d, idx = torch.cdist(L, self.xyz).topk(k, largest=False)
+            w = 1.0 / d.clamp_min(1e-4)
+            w = w / w.sum(1, keepdim=True)
+        feat = (w[..., None] * self.features[idx]).sum(1)
+        return L + self.deform(feat, L, self.expression_input(expression)) + self.basis(L, self.basis_input(expression))
+
     def mlp_colors(self, expression: torch.Tensor) -> torch.Tensor:
         """MLP_color of every Gaussian (before an edit's colour residual)."""
         return self.color(self.features, self.expression_input(expression))

@@ -245,14 +245,6 @@ class SampleSource:
                       d.landmarks3d[i], self.rgb_weight[i])
 
 
-def landmark_features(av: GaussianAvatar, k: int = 4) -> torch.Tensor:
-    with torch.no_grad():
-        d, idx = torch.cdist(av.landmarks, av.xyz).topk(k, largest=False)
-        w = 1.0 / d.clamp_min(1e-4)
-        w = w / w.sum(1, keepdim=True)
-    return (w[..., None] * av.features[idx]).sum(1)
-
-
 def gauss_losses(av: GaussianAvatar, samples: list[Sample], data: ReconData, cfg: GaussTrainConfig) -> dict:
     from ..render import Camera, render
 
@@ -269,9 +261,7 @@ def gauss_losses(av: GaussianAvatar, samples: list[Sample], data: ReconData, cfg
             img = out.image * s.valid + bg * (1 - s.valid)
             l_ssim = l_ssim + (1 - ssim_torch(img, s.target))
         if cfg.train_deform and s.landmarks is not None:
-            P = (av.landmarks + av.deform(landmark_features(av), av.landmarks, av.expression_input(s.expression))
-                 + av.basis(av.landmarks, av.basis_input(s.expression)))
-            l_def = l_def + (P - s.landmarks).norm(dim=-1).mean()
+            l_def = l_def + (av.predicted_landmarks(s.expression) - s.landmarks).norm(dim=-1).mean()
             n_def += 1
     n = len(samples)
     l_rgb, l_sil, l_ssim = l_rgb / n, l_sil / n, l_ssim / n

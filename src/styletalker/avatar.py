@@ -202,7 +202,8 @@ class GaussianAvatar(nn.Module):
     def predicted_landmarks(self, expression: torch.Tensor, k: int = 4) -> torch.Tensor:
         """(L,3) the canonical landmarks moved to ``expression`` by MLP_deform and the basis (the
         landmark term of Eq. 4 when MLP_deform trains in stage 2); MLP_deform sees at each
-        landmark the inverse-distance mean of the features of its ``k`` nearest Gaussians."""
+        landmark the inverse-distance mean of the features of its ``k`` nearest Gaussians. Free
+        placement only (MLP_deform trains in stage 2 only without the stage-1 mesh, D1 / D2)."""
         L = self.landmarks
         with torch.no_grad():
             d, idx = torch.cdist(L, self.xyz).topk(k, largest=False)

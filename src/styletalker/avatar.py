@@ -199,7 +199,7 @@ class GaussianAvatar(nn.Module):
         :meth:`basis_input`) and as MLP_deform sees it (``e``, :meth:`expression_input`)."""
         return self.mesh_verts + self.deform(self.mesh_features, self.mesh_verts, e) + self.basis(self.mesh_verts, e_basis)
 
-    def predicted_landmarks(self, expression: torch.Tensor, k: int = 4) -> torch.Tensor:
+    def predict_landmarks(self, expression: torch.Tensor, k: int = 4) -> torch.Tensor:
         """(L,3) the canonical landmarks moved to ``expression`` by MLP_deform and the basis (the
         landmark term of Eq. 4 when MLP_deform trains in stage 2); MLP_deform sees at each
         landmark the inverse-distance mean of the features of its ``k`` nearest Gaussians. Free

@@ -261,7 +261,7 @@ def gauss_losses(av: GaussianAvatar, samples: list[Sample], data: ReconData, cfg
             img = out.image * s.valid + bg * (1 - s.valid)
             l_ssim = l_ssim + (1 - ssim_torch(img, s.target))
         if cfg.train_deform and s.landmarks is not None:
-            l_def = l_def + (av.predicted_landmarks(s.expression) - s.landmarks).norm(dim=-1).mean()
+            l_def = l_def + (av.predict_landmarks(s.expression) - s.landmarks).norm(dim=-1).mean()
             n_def += 1
     n = len(samples)
     l_rgb, l_sil, l_ssim = l_rgb / n, l_sil / n, l_ssim / n

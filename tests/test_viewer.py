@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -449,8 +450,11 @@ def test_cli_missing_reconstruction_and_serving(franck_work, rigged_work, tmp_pa
     assert "styletalker reconstruct" in capsys.readouterr().err
     assert main(["view", str(rigged_work), "--edit", "nope", "--port", "0"]) == 2
     assert "finished edits: green" in capsys.readouterr().err
+    # SIGINT at its default in the server, as in a terminal: a shell that starts the suite in the
+    # background hands its children SIGINT ignored, and Python then never raises KeyboardInterrupt
     proc = subprocess.Popen([sys.executable, "-m", "styletalker", "-q", "view", str(rigged_work), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = proc.stdout.readline()
         assert line.startswith("viewer: http://127.0.0.1:"), (line, proc.stderr.read() if proc.poll() else "")
@@ -458,5 +462,10 @@ def test_cli_missing_reconstruction_and_serving(franck_work, rigged_work, tmp_pa
         with urllib.request.urlopen(url, timeout=20) as r:
             assert r.status == 200 and b"<html" in r.read(2000).lower()
     finally:
-        proc.send_signal(2)  # Ctrl-C
-        assert proc.wait(timeout=30) == 0
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        try:
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:  # a server that ignored it is not left running
+                proc.kill()
+                proc.wait()

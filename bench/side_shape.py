@@ -36,14 +36,6 @@ REGIONS = ("front_top", "front_low", "back_top", "back_low")
 NOSE_TIP, EAR_L, EAR_R, BROWS, MOUTH = 1, 234, 454, [105, 334], [13, 14]
 
 
-def camera_data(cam: Path, size: int = 256):
-    from styletalker.preprocess import load_dataset
-    from styletalker.reconstruct.data import from_dataset
-
-    ds = load_dataset(cam)
-    return ds, from_dataset(ds, size=size, holdout_every=0, cut_margin=0.05, background=(1.0, 1.0, 1.0))
-
-
 def regions_of(px: np.ndarray, width: int, height: int) -> dict:
     """Boolean (H,W) masks of :data:`REGIONS` from one frame's 468 landmarks in pixels."""
     nose = px[NOSE_TIP]
@@ -129,10 +121,12 @@ def slices_figure(root: Path, variants: list[str], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from styletalker.crossview import other_view_data
     from styletalker.reconstruct.mesh_io import read_obj
     from styletalker.reconstruct.shape_prior import visual_hull
 
-    datas = {c: camera_data(root / "cameras" / c) for c in ("view1",) + SIDES}
+    # every camera at 256 px with the default data options (the hull only reads masks and poses)
+    datas = {c: other_view_data(root / "cameras" / c, 256, {}) for c in ("view1",) + SIDES}
     lm = datas["view1"][0].landmarks3d[:, :468].median(0).values.numpy()
     meshes = {v: read_obj(root / v / "reconstruct" / "mesh" / "mesh.obj")[:2] for v in variants}
     planes = [("eyes", 1, lm[[33, 263], 1].mean()), ("nose tip", 1, lm[NOSE_TIP, 1]), ("mouth", 1, lm[MOUTH, 1].mean()),

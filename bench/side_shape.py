@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,7 @@ def region_split(work: Path, cam: Path, every: int = 4) -> dict:
     ods, od = other_view_data(cam, int(opts.get("size") or ds.width), opts)  # as evaluate --views sees it
     ia, ib = match_frames(ds.frame_index.numpy(), ods.frame_index.numpy())
     bg = torch.tensor(od.background, dtype=torch.float32)
-    acc: dict = {}
+    acc: dict = defaultdict(float)
     n = 0
     for a, b in list(zip(ia.tolist(), ib.tolist()))[::every]:
         out = av.render(ds.expression[a], Camera(od.K[b], od.world_to_cam[b], od.width, od.height), background=bg)
@@ -77,12 +78,12 @@ def region_split(work: Path, cam: Path, every: int = 4) -> dict:
                       ods.landmarks3d[b][:468].numpy().astype(np.float64))
         for name, r in regions_of(px, od.width, od.height).items():
             for who, s in sil.items():
-                acc[(name, f"{who}_out")] = acc.get((name, f"{who}_out"), 0) + int((s & ~head & r).sum())
-                acc[(name, f"{who}_miss")] = acc.get((name, f"{who}_miss"), 0) + int((~s & head & r).sum())
-            acc[(name, "err_out")] = acc.get((name, "err_out"), 0.0) + float(err[sil["gauss"] & ~head & r].sum())
-            acc[(name, "err_miss")] = acc.get((name, "err_miss"), 0.0) + float(err[~sil["gauss"] & head & r].sum())
-        acc["err"] = acc.get("err", 0.0) + float(err.sum())
-        acc["head"] = acc.get("head", 0) + int(head.sum())
+                acc[(name, f"{who}_out")] += int((s & ~head & r).sum())
+                acc[(name, f"{who}_miss")] += int((~s & head & r).sum())
+            acc[(name, "err_out")] += float(err[sil["gauss"] & ~head & r].sum())
+            acc[(name, "err_miss")] += float(err[~sil["gauss"] & head & r].sum())
+        acc["err"] += float(err.sum())
+        acc["head"] += int(head.sum())
         n += 1
     res = {"frames": n, "head_px": acc["head"] / n, "regions": {}}
     for name in REGIONS:

@@ -129,33 +129,29 @@ def slices_figure(root: Path, variants: list[str], path: Path) -> None:
     # every camera at 256 px with the default data options (the hull only reads masks and poses)
     datas = {c: other_view_data(root / "cameras" / c, 256, {}) for c in ("view1",) + SIDES}
     lm = datas["view1"][0].landmarks3d[:, :468].median(0).values.numpy()
-    meshes = {v: read_obj(root / v / "reconstruct" / "mesh" / "mesh.obj")[:2] for v in variants}
+    meshes = {v: [np.asarray(x, dt) for x, dt in zip(read_obj(root / v / "reconstruct" / "mesh" / "mesh.obj")[:2],
+                                                      (np.float64, np.int64))] for v in variants}
     planes = [("eyes", 1, lm[[33, 263], 1].mean()), ("nose tip", 1, lm[NOSE_TIP, 1]), ("mouth", 1, lm[MOUTH, 1].mean()),
               ("mid-sagittal", 0, lm[:, 0].mean())]
     colours = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
     fig, axs = plt.subplots(1, len(planes), figsize=(4.2 * len(planes), 4.4))
     for ax, (title, axis, value) in zip(axs, planes):
-        # plane coordinates: (x, z) for horizontal slices, (z, y) for the sagittal one
+        # the plane's coordinates u: (x, z) for horizontal slices, (z, y) for the sagittal one
+        u = (0, 2) if axis == 1 else (2, 1)
         a, b = (np.linspace(-1.6, 1.6, 161), np.linspace(-1.0, 2.2, 161)) if axis == 1 else \
             (np.linspace(-1.0, 2.2, 161), np.linspace(-1.9, 1.2, 156))
         A, B = np.meshgrid(a, b)
         P = np.zeros((A.size, 3))
-        if axis == 1:
-            P[:, 0], P[:, 1], P[:, 2] = A.ravel(), value, B.ravel()
-        else:
-            P[:, 0], P[:, 1], P[:, 2] = value, B.ravel(), A.ravel()
+        P[:, axis], P[:, u[0]], P[:, u[1]] = value, A.ravel(), B.ravel()
         P = torch.from_numpy(P).float()
         hull = {c: visual_hull(P, d, frames=torch.arange(0, d.head.shape[0], 4)).numpy().reshape(A.shape)
                 for c, (_, d) in datas.items()}
         ax.contourf(A, B, hull["view1"].astype(float), levels=[0.5, 1.5], colors=["#dddddd"])
         ax.contour(A, B, (hull["view1"] & hull["view0"] & hull["view2"]).astype(float), levels=[0.5], colors="k")
         for (name, (V, F)), col in zip(meshes.items(), colours):
-            V, F = np.asarray(V, np.float64), np.asarray(F, np.int64)
             for k, (p, q) in enumerate(_section(V, F, axis, value)):
-                u = (0, 2) if axis == 1 else (2, 1)
                 ax.plot([p[u[0]], q[u[0]]], [p[u[1]], q[u[1]]], color=col, lw=1, label=name if k == 0 else None)
         near = np.abs(lm[:, axis] - value) < 0.04
-        u = (0, 2) if axis == 1 else (2, 1)
         ax.plot(lm[near, u[0]], lm[near, u[1]], "r.", ms=3)
         ax.set_aspect("equal")
         ax.set_xlim(a[0], a[-1])

@@ -92,6 +92,19 @@ def set_initial_shape(model: DMTetHead, cfg: C.ReconstructConfig, data: ReconDat
             model.sdf.copy_(occupancy_to_sdf(occ, model.grid.cell).to(model.sdf))
 
 
+def mesh_train_step(model: DMTetHead, opt, data: ReconData, tc, gen: torch.Generator, train_deform: bool) -> dict:
+    """One stage-1 iteration: ``tc.batch`` training frames drawn with ``gen``, MLP_deform trained
+    when ``train_deform`` (after the warm-up)."""
+    for p in model.deform.parameters():
+        p.requires_grad_(train_deform)
+    fr = data.train_idx[torch.randint(len(data.train_idx), (tc.batch,), generator=gen)]
+    out = mesh_losses(model, data, fr, tc)
+    opt.zero_grad(set_to_none=True)
+    out["total"].backward()
+    opt.step()
+    return {"loss": float(out["total"].detach()), "iou": 1 - float(out["sil"].detach())}
+
+
 # ---------------------------------------------------------------------------------------------
 def run_mesh_stage(cfg: C.ReconstructConfig, data: ReconData, folder: Path, show_progress: bool, hook) -> tuple[DMTetHead, dict]:
     folder.mkdir(parents=True, exist_ok=True)
@@ -118,14 +131,7 @@ def run_mesh_stage(cfg: C.ReconstructConfig, data: ReconData, folder: Path, show
     warm = int(tc.deform_warmup * tc.iters)
 
     def step(it):
-        for p in model.deform.parameters():
-            p.requires_grad_(it >= warm)
-        fr = data.train_idx[torch.randint(len(data.train_idx), (tc.batch,), generator=gen)]
-        out = mesh_losses(model, data, fr, tc)
-        opt.zero_grad(set_to_none=True)
-        out["total"].backward()
-        opt.step()
-        return {"loss": float(out["total"].detach()), "iou": 1 - float(out["sil"].detach())}
+        return mesh_train_step(model, opt, data, tc, gen, train_deform=it >= warm)
 
     def save(done):
         info["seconds"] = info.get("seconds", 0.0) + time.time() - t0_box[0]

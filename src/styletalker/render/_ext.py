@@ -1,4 +1,5 @@
-"""Build / load the C++ CPU rasterizer (``csrc/raster_cpu.cpp``) with torch's JIT extension loader.
+"""Build / load the C++ CPU rasterizer (``csrc/raster_cpu.cpp``: Gaussians; ``csrc/mesh_cpu.cpp``: the
+visibility pass of the DMTet stage's triangle rasterizer) with torch's JIT extension loader.
 
 The extension is compiled once per machine (about a minute; ``make setup`` does it) and cached by
 :func:`torch.utils.cpp_extension.load` under ``$TORCH_EXTENSIONS_DIR`` (default
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).parent / "csrc" / "raster_cpu.cpp"
+SOURCES = [Path(__file__).parent / "csrc" / name for name in ("raster_cpu.cpp", "mesh_cpu.cpp")]
 _lock = threading.Lock()
 _state: dict = {}
 
@@ -83,7 +84,7 @@ def load_extension(verbose: bool = False):
     with _build_lock(extension_name()):
         return load(
             name=extension_name(),
-            sources=[str(SOURCE)],
+            sources=[str(p) for p in SOURCES],
             extra_cflags=cflags,
             extra_ldflags=["-pthread"],
             verbose=verbose,

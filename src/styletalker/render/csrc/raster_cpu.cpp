@@ -1082,6 +1082,10 @@ std::vector<torch::Tensor> backward(std::shared_ptr<RasterState> st, torch::Tens
 
 }  // namespace
 
+// mesh_cpu.cpp: the visibility pass of styletalker/reconstruct/raster.py
+std::vector<torch::Tensor> mesh_visibility(torch::Tensor fxy, torch::Tensor fz, torch::Tensor fids, int64_t W,
+                                           int64_t H, int64_t pad, bool soft, int64_t max_pairs);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   pybind11::class_<RasterState, std::shared_ptr<RasterState>>(m, "RasterState")
       .def_property_readonly("n_isect", &RasterState::n_isect)
@@ -1092,5 +1096,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("project_forward", &project_forward, py::call_guard<py::gil_scoped_release>(), "EWA projection: (xy, conic, depth, valid)");
   m.def("project_backward", &project_backward, py::call_guard<py::gil_scoped_release>(), "EWA projection backward: (grad means, grad quats, grad scales)");
   m.def("sort_by_depth", &sort_by_depth, "indices of valid Gaussians by ascending depth (stable)");
+  m.def("mesh_visibility", &mesh_visibility, py::call_guard<py::gil_scoped_release>(),
+        "triangle mesh visibility: (face per pixel (H*W,) int64 or -1, inside (H*W,) bool, band pairs (1,))");
   m.attr("TILE") = TILE;
 }

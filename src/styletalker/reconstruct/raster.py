@@ -71,11 +71,16 @@ def _bbox(lo, hi, pad, W, H):
     return x0, x1, y0, y1
 
 
+def _boxes(fids, lo, hi, pad, W, H):
+    """The bounding box (dilated by pad, clipped to the image) of each face of ``fids``: its first
+    pixel (x0, y0) and its size (bw, bh; 0 when it misses the image)."""
+    x0, x1, y0, y1 = _bbox(lo[fids], hi[fids], pad, W, H)
+    return x0, y0, (x1 - x0 + 1).clamp_min(0), (y1 - y0 + 1).clamp_min(0)
+
+
 def _pairs(fids, lo, hi, pad, W, H, max_pairs):
     """(face, px, py) for every pixel of every face's bounding box (dilated by pad)."""
-    x0, x1, y0, y1 = _bbox(lo[fids], hi[fids], pad, W, H)
-    bw = (x1 - x0 + 1).clamp_min(0)
-    bh = (y1 - y0 + 1).clamp_min(0)
+    x0, y0, bw, bh = _boxes(fids, lo, hi, pad, W, H)
     n = bw * bh
     total = int(n.sum())
     if total > max_pairs:
@@ -112,8 +117,8 @@ def _point_tri_dist(p, a, b, c):
 
 def _pair_count(fids, lo, hi, pad, W, H) -> int:
     """How many (face, pixel) pairs the bounding boxes (dilated by pad) of faces ``fids`` hold."""
-    x0, x1, y0, y1 = _bbox(lo[fids], hi[fids], pad, W, H)
-    return int(((x1 - x0 + 1).clamp_min(0) * (y1 - y0 + 1).clamp_min(0)).sum())
+    _, _, bw, bh = _boxes(fids, lo, hi, pad, W, H)
+    return int((bw * bh).sum())
 
 
 def _too_many_pairs(total: int, W: int, H: int, max_pairs: int) -> SettingsError:

@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -153,22 +154,20 @@ std::vector<torch::Tensor> mesh_visibility(torch::Tensor fxy, torch::Tensor fz, 
       bandsum[(y + 1) * (W + 1) + x + 1] = int64_t(band[y * W + x]) + bandsum[y * (W + 1) + x + 1] +
                                            bandsum[(y + 1) * (W + 1) + x] - bandsum[y * (W + 1) + x];
   // the faces whose dilated box reaches the band, and their pairs (raster.py's limit)
-  std::vector<int64_t> near;
+  std::vector<std::pair<int64_t, Box>> near;  // (face, its dilated box)
   int64_t total = 0;
   for (int64_t m = 0; m < M; ++m) {
     const Box b = face_box(XY + 6 * ids[m], pad, W, H);
     if (b.x1 < b.x0 || b.y1 < b.y0 || rect(bandsum, b.x0, b.x1, b.y0, b.y1) == 0) continue;
-    near.push_back(m);
+    near.emplace_back(ids[m], b);
     total += (b.x1 - b.x0 + 1) * (b.y1 - b.y0 + 1);
   }
   count_t[0] = total;
   if (total > max_pairs) return {face_t, inside_t, count_t};
   // keys after every depth: far + 1 - (signed distance), as float32 (raster.py)
   const float c = static_cast<float>((static_cast<double>(kmax) + 1.0) + 1.0);
-  for (const int64_t m : near) {
-    const int64_t f = ids[m];
+  for (const auto& [f, b] : near) {
     const float* t = XY + 6 * f;
-    const Box b = face_box(t, pad, W, H);
     for (int64_t y = b.y0; y <= b.y1; ++y) {
       const float py = static_cast<float>(y) + 0.5f;
       for (int64_t x = b.x0; x <= b.x1; ++x) {

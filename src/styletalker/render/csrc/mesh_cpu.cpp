@@ -133,11 +133,16 @@ std::vector<torch::Tensor> mesh_visibility(torch::Tensor fxy, torch::Tensor fz, 
   if (!soft || n_in == 0) return {face_t, inside_t, count_t};
 
   // 2) the band of uncovered pixels within ``pad`` (Chebyshev) of a covered one
-  std::vector<int64_t> cov((H + 1) * (W + 1), 0), bandsum((H + 1) * (W + 1), 0);
-  for (int64_t y = 0; y < H; ++y)
-    for (int64_t x = 0; x < W; ++x)
-      cov[(y + 1) * (W + 1) + x + 1] = int64_t(inside[y * W + x]) + cov[y * (W + 1) + x + 1] +
-                                       cov[(y + 1) * (W + 1) + x] - cov[y * (W + 1) + x];
+  // summed-area table of a (H,W) 0/1 image, one row and column of zeros in front
+  auto sat = [&](const auto* img) {
+    std::vector<int64_t> s((H + 1) * (W + 1), 0);
+    for (int64_t y = 0; y < H; ++y)
+      for (int64_t x = 0; x < W; ++x)
+        s[(y + 1) * (W + 1) + x + 1] =
+            int64_t(img[y * W + x]) + s[y * (W + 1) + x + 1] + s[(y + 1) * (W + 1) + x] - s[y * (W + 1) + x];
+    return s;
+  };
+  const std::vector<int64_t> cov = sat(inside);
   auto rect = [&](const std::vector<int64_t>& s, int64_t x0, int64_t x1, int64_t y0, int64_t y1) {
     return s[(y1 + 1) * (W + 1) + x1 + 1] - s[y0 * (W + 1) + x1 + 1] - s[(y1 + 1) * (W + 1) + x0] + s[y0 * (W + 1) + x0];
   };
@@ -149,10 +154,7 @@ std::vector<torch::Tensor> mesh_visibility(torch::Tensor fxy, torch::Tensor fz, 
                              std::min(y + pad, H - 1));
       band[y * W + x] = n > 0;
     }
-  for (int64_t y = 0; y < H; ++y)
-    for (int64_t x = 0; x < W; ++x)
-      bandsum[(y + 1) * (W + 1) + x + 1] = int64_t(band[y * W + x]) + bandsum[y * (W + 1) + x + 1] +
-                                           bandsum[(y + 1) * (W + 1) + x] - bandsum[y * (W + 1) + x];
+  const std::vector<int64_t> bandsum = sat(band.data());
   // the faces whose dilated box reaches the band, and their pairs (raster.py's limit)
   std::vector<std::pair<int64_t, Box>> near;  // (face, its dilated box)
   int64_t total = 0;

@@ -1,6 +1,8 @@
 """The C++ visibility pass of the mesh rasterizer (render/csrc/mesh_cpu.cpp) against the PyTorch one
 it replaces on the CPU: the same face for every pixel, bit for bit, on real head surfaces seen by the
-clip's cameras and from all around, hard and soft, and the same limit on face/pixel pairs."""
+clip's cameras and from all around, hard and soft, and the same limit on face/pixel pairs. (The
+C++ follows the rounding of torch's AVX2 kernels, the fused multiply-add of its vector norm
+included: on a CPU where torch rounds otherwise, an exact tie at the soft edge could differ.)"""
 
 import pytest
 import torch

@@ -40,10 +40,7 @@ def _inputs(verts, faces, K, w2c, W, H, pad, near=0.05):
     """The arguments of raster._visibility, prepared as raster.rasterize prepares them."""
     xy, z = raster.project_points(verts, K, w2c)
     fxy, fz = xy[faces], z[faces]
-    ok = (fz > near).all(1) & torch.isfinite(fxy).all(-1).all(-1)
-    lo, hi = fxy.min(1).values, fxy.max(1).values
-    ok &= (hi[:, 0] > -pad) & (lo[:, 0] < W + pad) & (hi[:, 1] > -pad) & (lo[:, 1] < H + pad)
-    return fxy, fz, lo, hi, ok.nonzero().squeeze(1)
+    return (fxy, fz) + raster._faces_in_view(fxy, fz, W, H, pad, near)
 
 
 def _views(data):

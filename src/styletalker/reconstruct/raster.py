@@ -115,6 +115,16 @@ def _point_tri_dist(p, a, b, c):
     return out
 
 
+def _faces_in_view(fxy, fz, W, H, pad, near):
+    """Each face's pixel bounding box (lo, hi: (F,2)) and the faces to rasterize (``fids``): in front
+    of the ``near`` plane, finite, and within ``pad`` pixels of the image."""
+    ok = (fz > near).all(1) & torch.isfinite(fxy).all(-1).all(-1)
+    lo = fxy.min(1).values
+    hi = fxy.max(1).values
+    ok &= (hi[:, 0] > -pad) & (lo[:, 0] < W + pad) & (hi[:, 1] > -pad) & (lo[:, 1] < H + pad)
+    return lo, hi, ok.nonzero().squeeze(1)
+
+
 def _pair_count(fids, lo, hi, pad, W, H) -> int:
     """How many (face, pixel) pairs the bounding boxes (dilated by pad) of faces ``fids`` hold."""
     _, _, bw, bh = _boxes(fids, lo, hi, pad, W, H)
@@ -241,11 +251,7 @@ def rasterize(
     pad = math.ceil(3 * sigma) if soft else 0
     with torch.no_grad():
         fxy_d = fxy.detach()
-        ok = (fz.detach() > near).all(1) & torch.isfinite(fxy_d).all(-1).all(-1)
-        lo = fxy_d.min(1).values
-        hi = fxy_d.max(1).values
-        ok &= (hi[:, 0] > -pad) & (lo[:, 0] < Wd + pad) & (hi[:, 1] > -pad) & (lo[:, 1] < H + pad)
-        fids = ok.nonzero().squeeze(1)
+        lo, hi, fids = _faces_in_view(fxy_d, fz.detach(), Wd, H, pad, near)
         covered, has_idx, wf, wp, w_inside = _visibility(fxy_d, fz.detach(), lo, hi, fids, Wd, H, pad, soft, max_pairs)
 
     face_map = torch.full((H * Wd,), -1, dtype=torch.long, device=dev)

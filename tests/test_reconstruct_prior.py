@@ -108,3 +108,50 @@ def test_svd_prior_by_id_from_hf_cache_offline(hf_offline, tmp_path, monkeypatch
         check_svd_path("org/missing-svd")
     with pytest.raises(MissingModelError, match="--prior-model ID|PATH"):
         check_svd_path(None)
+
+
+def test_svd_prior_frames_the_head_as_image_to_3d_models_expect(franck_work):
+    """The svd prior's conditioning image: the neutral frame of the sample clip cut to the square
+    centred where the prior cameras' orbit centre projects, the head spanning 80 % of it (the
+    framing V3D / SV3D are trained on, so their orbit turns about the same point as the prior's
+    cameras); generated frames go back into the cameras' framing through the inverse map."""
+    from styletalker.preprocess import load_dataset
+    from styletalker.reconstruct.data import from_dataset
+    from styletalker.reconstruct.pipeline import sphere_init
+    from styletalker.reconstruct.prior import FRAME_BORDER, SVDPrior, crop_to_window, uncrop_from_window
+
+    data = from_dataset(load_dataset(franck_work))
+    n = data.neutral_index
+    H, W = data.height, data.width
+    cams = orbit_cameras(data.K[n], data.world_to_cam[n], sphere_init(data)[0], W, H, n=6, span_deg=120)
+    # the orbit centre projects to the same pixel in every prior view
+    from styletalker.reconstruct.raster import project_points
+
+    ctr = torch.tensor([cams.center])
+    px = torch.cat([project_points(ctr, cams.K[k], cams.world_to_cam[k])[0] for k in range(len(cams))])
+    assert float((px - px[0]).abs().max()) < 1e-3
+    cx, cy, side = window = SVDPrior.window(data, n, cams)
+    assert (cx, cy) == pytest.approx(tuple(px[0].tolist()), abs=1e-4)
+    head = data.head[n].float()
+    size = 96
+    crop = crop_to_window(head[None], window, (size, size), torch.zeros(1))[0, ..., 0]
+    # the whole head is in the square (its area, scaled by the resampling, is kept) ...
+    scale = (size / side) ** 2
+    assert float(crop.sum()) == pytest.approx(float(head.sum()) * scale, rel=0.02)
+    # ... and reaches 1 - FRAME_BORDER of it from the centre, to the pixel
+    ys, xs = torch.nonzero(crop > 0.5, as_tuple=True)
+    reach = max(float((xs + 0.5 - size / 2).abs().max()), float((ys + 0.5 - size / 2).abs().max())) + 0.5
+    assert reach == pytest.approx((1 - FRAME_BORDER) * size / 2, abs=1.5)
+    # the frame over white, to the pipeline's size and back: the head comes back where it was, and
+    # what lies outside the square (here one half as wide, inside the image) is the background
+    white = torch.ones(3)
+    frame = data.images[n].float() * head + white * (1 - head)
+    x = torch.arange(W) + 0.5
+    y = torch.arange(H) + 0.5
+    for win in (window, (cx, cy, side / 2)):
+        back = uncrop_from_window(crop_to_window(frame[None], win, (4 * H, 4 * W), white), win, H, W, white)[0]
+        inside = ((x[None] - cx).abs() < win[2] / 2 - 1) & ((y[:, None] - cy).abs() < win[2] / 2 - 1)
+        assert float((back - frame).abs()[inside & (head[..., 0] > 0.5)].mean()) < 0.02
+        outside = ((x[None] - cx).abs() > win[2] / 2 + 1) | ((y[:, None] - cy).abs() > win[2] / 2 + 1)
+        assert torch.equal(back[outside], white.expand(int(outside.sum()), 3))
+    assert int(outside.sum()) > H * W // 2

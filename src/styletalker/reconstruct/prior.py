@@ -12,10 +12,12 @@ extra training images for the Gaussian stage. Backends (``get_prior(name)``):
   the prior cameras.
 * ``svd``: a Stable-Video-Diffusion-style image-to-video pipeline (V3D) loaded with
   ``diffusers.StableVideoDiffusionPipeline.from_pretrained`` by Hugging Face id or local folder
-  (:mod:`styletalker.hub`), float16 on CUDA and float32 on the CPU. The neutral frame (head on a white background) is the conditioning image; the
-  generated frames are taken as an orbit of ``orbit_degrees`` starting at the input view (V3D's
-  convention) and the frame nearest to each prior camera's yaw is used. Masks: pixels that differ
-  from the white background.
+  (:mod:`styletalker.hub`), float16 on CUDA and float32 on the CPU. The neutral frame (head on a
+  white background) is the conditioning image, framed as image-to-3D models are trained (the
+  square about the prior cameras' orbit centre in which the head spans 80 %, :func:`view_window`);
+  the generated frames are taken as an orbit of ``orbit_degrees`` starting at the input view
+  (V3D's convention), put back into the cameras' framing, and the frame nearest to each prior
+  camera's yaw is used. Masks: pixels that differ from the white background.
 * ``none``: no prior views (ablation "w/o V3D").
 
 Cameras: ``orbit_cameras`` rotates the neutral frame's head pose about the head's vertical axis
@@ -43,6 +45,14 @@ class PriorCameras:
     yaw_deg: list[float]
     width: int
     height: int
+    center: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the point the cameras orbit (canonical space)
+
+    def center_px(self) -> tuple[float, float]:
+        """Where :attr:`center` projects: the same pixel in every view of an orbit."""
+        from .raster import project_points
+
+        xy, _ = project_points(torch.tensor([self.center], dtype=torch.float32), self.K[0], self.world_to_cam[0])
+        return float(xy[0, 0]), float(xy[0, 1])
 
     def __len__(self) -> int:
         return int(self.K.shape[0])
@@ -87,7 +97,8 @@ def orbit_cameras(K: torch.Tensor, world_to_cam: torch.Tensor, center, width: in
                   n: int = 6, span_deg: float = 120.0) -> PriorCameras:
     yaws = [(-span_deg / 2 + span_deg * k / (n - 1)) if n > 1 else 0.0 for k in range(n)]
     w2c = torch.stack([world_to_cam.float() @ yaw_matrix(y, center) for y in yaws])
-    return PriorCameras(K.float().expand(n, 3, 3).clone(), w2c, yaws, width, height)
+    ctr = tuple(float(c) for c in torch.as_tensor(center, dtype=torch.float32).reshape(3))
+    return PriorCameras(K.float().expand(n, 3, 3).clone(), w2c, yaws, width, height, ctr)
 
 
 class MultiViewPrior:
@@ -309,6 +320,58 @@ def load_svd_pipeline(path, device="cpu", dtype=None):
     return pipe
 
 
+FRAME_BORDER = 0.2  # image-to-3D models' inputs: the object centred, its longer side 80 % of the frame
+
+
+def view_window(head: torch.Tensor, center_px: tuple[float, float], border: float = FRAME_BORDER):
+    """The square ``(cx, cy, side)`` in pixel coordinates (pixel k spans [k, k+1)) centred on
+    ``center_px`` in which the head mask (H,W) spans ``1 - border`` of the side, the framing that
+    image-to-3D diffusion models (V3D, SV3D, Zero123) are trained on: the object at the centre of
+    the frame, about which their views orbit, and the orbit of :func:`orbit_cameras` turns about
+    the point that projects to ``center_px`` in every view."""
+    cx, cy = (float(c) for c in center_px)
+    ys, xs = torch.nonzero(head > 0.5, as_tuple=True)
+    if len(xs) == 0:
+        half = max(head.shape) / 2
+    else:
+        xe = torch.cat([xs, xs + 1]).float()
+        ye = torch.cat([ys, ys + 1]).float()
+        half = float(max((xe - cx).abs().max(), (ye - cy).abs().max()))
+    return cx, cy, 2 * half / (1 - border)
+
+
+def _sample(img: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of images (F,H,W,C) at normalised coordinates (h,w) (grid_sample's,
+    align_corners=False); outside the images: ``fill`` (C,)."""
+    grid = torch.stack([gx, gy], -1)[None].expand(img.shape[0], -1, -1, -1)
+    x = torch.cat([img, torch.ones_like(img[..., :1])], -1).permute(0, 3, 1, 2)
+    out = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
+                                          align_corners=False).permute(0, 2, 3, 1)
+    cover = out[..., -1:]
+    return out[..., :-1] + (1 - cover) * fill
+
+
+def crop_to_window(img: torch.Tensor, window, size: tuple[int, int], fill) -> torch.Tensor:
+    """The square ``window`` (:func:`view_window`) of images (F,H,W,C) resampled to ``size`` (h,w)."""
+    cx, cy, side = window
+    H, W = img.shape[1:3]
+    h, w = size
+    u = (torch.arange(w, dtype=torch.float32) + 0.5) / w - 0.5
+    v = (torch.arange(h, dtype=torch.float32) + 0.5) / h - 0.5
+    gy, gx = torch.meshgrid(2 * (cy + v * side) / H - 1, 2 * (cx + u * side) / W - 1, indexing="ij")
+    return _sample(img.float(), gx, gy, torch.as_tensor(fill, dtype=torch.float32))
+
+
+def uncrop_from_window(frames: torch.Tensor, window, height: int, width: int, fill) -> torch.Tensor:
+    """Images (F,h,w,C) of the square ``window`` put back where it lies in a (height, width) image,
+    ``fill`` outside it: the inverse of :func:`crop_to_window`."""
+    cx, cy, side = window
+    x = torch.arange(width, dtype=torch.float32) + 0.5
+    y = torch.arange(height, dtype=torch.float32) + 0.5
+    gy, gx = torch.meshgrid(2 * (y - cy) / side, 2 * (x - cx) / side, indexing="ij")
+    return _sample(frames.float(), gx, gy, torch.as_tensor(fill, dtype=torch.float32))
+
+
 class SVDPrior(MultiViewPrior):
     name = "svd"
 
@@ -322,6 +385,12 @@ class SVDPrior(MultiViewPrior):
         self.mask_threshold = mask_threshold
         self.pipe = load_svd_pipeline(model_path, device, dtype)  # fail early with a clear message
         self.device = str(self.pipe.device)
+
+    @staticmethod
+    def window(dataset, i: int, cameras: PriorCameras):
+        """The square of the neutral frame ``i`` the pipeline is conditioned on and generates
+        (:func:`view_window`): centred where the cameras' orbit centre projects."""
+        return view_window(dataset.head[int(i)][..., 0].float().cpu(), cameras.center_px())
 
     def _size(self) -> tuple[int, int]:
         pipe = self.pipe
@@ -338,16 +407,16 @@ class SVDPrior(MultiViewPrior):
         head = dataset.head[i].float()
         cond = dataset.images[i].float() * head + white * (1 - head)
         h, w = self._size()
-        pil = Image.fromarray((cond.clamp(0, 1).numpy() * 255).astype(np.uint8)).resize((w, h), Image.BICUBIC)
+        window = self.window(dataset, i, cameras)
+        cond = crop_to_window(cond[None], window, (h, w), white)[0]
+        pil = Image.fromarray((cond.clamp(0, 1).numpy() * 255).round().astype(np.uint8))
         nf = int(self.num_frames or self.pipe.unet.config.num_frames)
         g = torch.Generator(device="cpu").manual_seed(self.seed)
         out = self.pipe(image=pil, height=h, width=w, num_frames=nf, num_inference_steps=self.steps,
                         decode_chunk_size=nf, generator=g, output_type="np", motion_bucket_id=127,
                         noise_aug_strength=0.02, min_guidance_scale=1.0, max_guidance_scale=2.5)
         frames = np.asarray(out.frames[0], dtype=np.float32)  # (F,h,w,3)
-        frames = torch.from_numpy(frames).clamp(0, 1)
-        frames = torch.nn.functional.interpolate(frames.permute(0, 3, 1, 2), size=(cameras.height, cameras.width),
-                                                 mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+        frames = uncrop_from_window(torch.from_numpy(frames).clamp(0, 1), window, cameras.height, cameras.width, white)
         frame_yaw = [(k * self.orbit / nf) for k in range(nf)]
         imgs, masks, picked = [], [], []
         bg = torch.tensor(dataset.background, dtype=torch.float32)
@@ -359,7 +428,8 @@ class SVDPrior(MultiViewPrior):
             m = ((f - white).abs().max(-1, keepdim=True).values > self.mask_threshold).float()
             imgs.append(f * m + bg * (1 - m))
             masks.append(m)
-        self.stats = {"frames": nf, "picked_frames": picked, "frame_yaw_deg": [frame_yaw[k] for k in picked]}
+        self.stats = {"frames": nf, "picked_frames": picked, "frame_yaw_deg": [frame_yaw[k] for k in picked],
+                      "window_px": [round(float(c), 2) for c in window]}
         return PriorViews(torch.stack(imgs), torch.stack(masks), cameras.K.clone(), cameras.world_to_cam.clone(),
                           dataset.expression[i].clone(), list(cameras.yaw_deg), self.name)
 

@@ -119,14 +119,13 @@ def test_svd_prior_frames_the_head_as_image_to_3d_models_expect(franck_work):
     from styletalker.reconstruct.data import from_dataset
     from styletalker.reconstruct.pipeline import sphere_init
     from styletalker.reconstruct.prior import FRAME_BORDER, SVDPrior, crop_to_window, uncrop_from_window
+    from styletalker.reconstruct.raster import project_points
 
     data = from_dataset(load_dataset(franck_work))
     n = data.neutral_index
     H, W = data.height, data.width
     cams = orbit_cameras(data.K[n], data.world_to_cam[n], sphere_init(data)[0], W, H, n=6, span_deg=120)
     # the orbit centre projects to the same pixel in every prior view
-    from styletalker.reconstruct.raster import project_points
-
     ctr = torch.tensor([cams.center])
     px = torch.cat([project_points(ctr, cams.K[k], cams.world_to_cam[k])[0] for k in range(len(cams))])
     assert float((px - px[0]).abs().max()) < 1e-3

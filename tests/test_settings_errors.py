@@ -78,19 +78,26 @@ def test_nan_landmarks_are_a_clear_error(franck_avatar_work, tmp_path, capsys):
 def test_set_values_follow_the_option_type(franck_work, tmp_path, capsys):
     """``--set prior.backend=none`` is the word "none" (the no-prior ablation; it used to become None
     and fail as "unknown prior backend None; choose from symmetric, svd, none"); a word or none
-    for a number is exit 2 before anything is written."""
+    for a number, and an option given twice with two values, is exit 2 before anything is written;
+    ``--set seed=2`` sets the seed."""
     from styletalker.workdir import read_json
 
     work = tmp_path / "work"
     shutil.copytree(franck_work / "preprocess", work / "preprocess")
     for bad, words in ((["--set", "mesh.res=abc"], ("mesh.res=abc", "expects int")),
-                       (["--set", "gauss.points=none"], ("gauss.points", "cannot be none"))):
+                       (["--set", "gauss.points=none"], ("gauss.points", "cannot be none")),
+                       # an option given by --set and by its own flag with another value; the command's own
+                       # arguments by --set (both used to end in a TypeError traceback)
+                       (["--set", "seed=2", "--seed", "3"], ("seed=2", "contradicts")),
+                       (["--set", "gauss_iters=5", "--gauss-iters", "7"], ("gauss.train.iters=5", "contradicts")),
+                       (["--set", "device=cpu"], ("--set device", "own argument"))):
         assert cli.main(["-q", "reconstruct", str(work), "--preset", "test", *bad]) == 2
         msg = _one_line_error(capsys, "reconstruct")
         assert all(w in msg for w in words), msg
         assert not (work / "reconstruct").exists()
     assert cli.main(["-q", "reconstruct", str(work), "--preset", "test", "--set", "prior.backend=none",
-                     "--set", "gauss.attr_bound=none"]) == 0
+                     "--set", "gauss.attr_bound=none", "--set", "seed=2", "--no-prior"]) == 0
     cfg = read_json(work / "reconstruct" / "config.json")
     assert cfg["config"]["prior"]["backend"] == "none" and cfg["config"]["gauss"]["attr_bound"] is None
+    assert cfg["config"]["seed"] == 2
     assert not list((work / "reconstruct" / "prior").glob("views/*.png"))

@@ -57,6 +57,7 @@ def add_arguments(p):
 
 
 def run(args):
+    import inspect
     from pathlib import Path
 
     from ..errors import InputError
@@ -64,17 +65,23 @@ def run(args):
     from ..workdir import read_json
     from ..workfolder import METRICS_FILE
 
-    from ..reconstruct.config import parse_assignment
+    from ..reconstruct.config import option_value, parse_assignment
+    from ..reconstruct.pipeline import resolve_aliases
 
     if args.no_prior and args.prior not in (None, "none"):
         raise InputError("--no-prior conflicts with --prior " + args.prior)
-    extra = dict(parse_assignment(a) for a in args.options)
-    out = run_reconstruct(
-        args.work, preset=args.preset, force=args.force, device=args.device,
+    flags = resolve_aliases(dict(
         mesh_iters=args.mesh_iters, gauss_iters=args.gauss_iters, mesh_res=args.mesh_res, gauss_points=args.gauss_points,
         size=args.size, max_frames=args.max_frames, prior=args.prior, prior_model=args.prior_model, seed=args.seed,
-        no_mesh=args.no_mesh, no_prior=args.no_prior, retrain_deform=args.retrain_deform or None, **extra,
-    )
+        no_mesh=args.no_mesh, no_prior=args.no_prior, retrain_deform=args.retrain_deform or None))
+    extra = resolve_aliases(dict(parse_assignment(a) for a in args.options))
+    own = set(inspect.signature(run_reconstruct).parameters) - {"overrides"}
+    for key in extra:
+        if key in own:  # preset, device, ... : the command's own arguments, not options of the config
+            raise InputError(f"--set {key}=...: give it as the command's own argument (see --help), not with --set")
+        if key in flags and option_value(key, flags[key]) != option_value(key, extra[key]):
+            raise InputError(f"--set {key}={extra[key]} contradicts its own flag's {flags[key]} (see --help); give it once")
+    out = run_reconstruct(args.work, preset=args.preset, force=args.force, device=args.device, **{**flags, **extra})
     from ..reconstruct.pipeline import format_metrics
 
     m = read_json(Path(out) / METRICS_FILE)

@@ -135,6 +135,15 @@ def parse_assignment(text: str) -> tuple[str, object]:
     return key.strip(), parse_value(value)
 
 
+def option_value(dotted: str, value):
+    """``value`` as the option ``dotted`` takes it (its type's rules, InputError when it cannot)."""
+    cfg = ReconstructConfig()
+    _set(cfg, dotted, value)
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
 def _set(obj, dotted: str, value) -> None:
     parts = dotted.split(".")
     for p in parts[:-1]:

@@ -66,7 +66,7 @@ def run(args):
     from ..workfolder import METRICS_FILE
 
     from ..reconstruct.config import option_value, parse_assignment
-    from ..reconstruct.pipeline import resolve_aliases
+    from ..reconstruct.pipeline import format_metrics, resolve_aliases
 
     if args.no_prior and args.prior not in (None, "none"):
         raise InputError("--no-prior conflicts with --prior " + args.prior)
@@ -82,8 +82,6 @@ def run(args):
         if key in flags and option_value(key, flags[key]) != option_value(key, extra[key]):
             raise InputError(f"--set {key}={extra[key]} contradicts its own flag's {flags[key]} (see --help); give it once")
     out = run_reconstruct(args.work, preset=args.preset, force=args.force, device=args.device, **{**flags, **extra})
-    from ..reconstruct.pipeline import format_metrics
-
     m = read_json(Path(out) / METRICS_FILE)
     print(f"{format_metrics(m)}  -> {out}/avatar.pt")
     return 0

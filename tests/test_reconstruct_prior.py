@@ -154,3 +154,28 @@ def test_svd_prior_frames_the_head_as_image_to_3d_models_expect(franck_work):
         outside = ((x[None] - cx).abs() > win[2] / 2 + 1) | ((y[:, None] - cy).abs() > win[2] / 2 + 1)
         assert torch.equal(back[outside], white.expand(int(outside.sum()), 3))
     assert int(outside.sum()) > H * W // 2
+
+
+def test_symmetric_prior_weights_frontally_seen_pixels_in_turned_views():
+    # the video frames show a frontally seen point only from the front: in a view turned by 60
+    # degrees or more its prior colour counts with turned_front, near the front with the first
+    # confidence weight, in between linearly (the seen-at-a-grazing-angle, mirrored and filled
+    # pixels keep their weights)
+    data, mesh, _ = _textured_head(size=64)
+    cams = orbit_cameras(data.K[0], data.world_to_cam[0], (0, 0, 0), 64, 64, n=7, span_deg=180)  # -90..90 by 30
+    conf = (0.0, 0.5, 1.0, 0.5)
+    plain = SymmetricPrior(confidence=conf).generate(data, mesh, 0, cams)
+    turned = SymmetricPrior(confidence=conf, turned_front=1.0).generate(data, mesh, 0, cams)
+    for k, yaw in enumerate(cams.yaw_deg):
+        m = plain.masks[k, ..., 0] > 0.5
+        w0, w1 = plain.weights[k, ..., 0][m], turned.weights[k, ..., 0][m]
+        front = w0 == 0  # frontally seen in the neutral frame
+        assert torch.equal(w1[~front], w0[~front])
+        ramp = min(max((abs(yaw) - 15) / 45, 0.0), 1.0)
+        if int(front.sum()) > 0:
+            assert torch.allclose(w1[front], torch.full_like(w1[front], ramp), atol=1 / 255 + 1e-6)
+        if abs(yaw) < 1:
+            assert int(front.sum()) > 0.3 * int(m.sum())  # the frontal view is mostly frontally seen
+        if abs(yaw) >= 60:
+            assert float(w1.mean()) > float(w0.mean())
+    assert torch.equal(turned.images, plain.images)  # only the weights change

@@ -190,7 +190,7 @@ def run_prior_stage(cfg: C.ReconstructConfig, data: ReconData, model: DMTetHead 
     if cfg.prior.backend == "symmetric":
         conf = cfg.prior.confidence
         kw = {"confidence": None if conf is None else tuple(float(c) for c in conf), "edge_px": cfg.data.edge_px,
-              "unmix": cfg.data.unmix}
+              "unmix": cfg.data.unmix, "turned_front": cfg.prior.turned_front}
     if cfg.prior.backend == "svd":
         kw = {"num_inference_steps": cfg.prior.steps, "orbit_degrees": cfg.prior.orbit_deg, "seed": cfg.seed}
     prior = get_prior(cfg.prior.backend, cfg.prior.model, device=cfg.device, **kw)

@@ -161,7 +161,7 @@ class SymmetricPrior(MultiViewPrior):
 
     def __init__(self, min_facing: float = 0.2, depth_tol: float = 0.05, soft: bool = False,
                  confidence: tuple[float, float, float, float] | None = None, frontal_facing: float = 0.5,
-                 edge_px: int = 0, unmix: bool = False):
+                 edge_px: int = 0, unmix: bool = False, turned_front: float | None = None):
         """``confidence``: per-pixel weights (seen frontally, seen at a grazing angle, mirrored,
         filled) written with the views; a pixel is *seen frontally* when the neutral camera looks
         at its surface point with facing (cosine) above ``frontal_facing``: the video frames
@@ -175,6 +175,7 @@ class SymmetricPrior(MultiViewPrior):
         self.frontal_facing = frontal_facing
         self.edge_px = int(edge_px)
         self.unmix = bool(unmix)
+        self.turned_front = turned_front
 
     def _lookup(self, pts, normals, ctx, facing_out: list | None = None):
         """Colour (P,3) and a 'seen' flag (P,) for 3D points as observed in the neutral frame
@@ -267,6 +268,9 @@ class SymmetricPrior(MultiViewPrior):
             masks.append(m.float()[..., None])
             if self.confidence is not None:
                 w_front, w_graze, w_mirr, w_fill = self.confidence
+                if self.turned_front is not None:
+                    t = min(max((abs(float(cameras.yaw_deg[k])) - 15.0) / 45.0, 0.0), 1.0)
+                    w_front = w_front + t * (self.turned_front - w_front)
                 front = s1 & (facing[0] > self.frontal_facing)
                 w = torch.where(front, w_front, torch.where(s1, w_graze, torch.where(s2, w_mirr, w_fill)))
                 wi = torch.zeros(cameras.height, cameras.width)

@@ -171,7 +171,7 @@ def test_symmetric_prior_weights_frontally_seen_pixels_in_turned_views():
         w0, w1 = plain.weights[k, ..., 0][m], turned.weights[k, ..., 0][m]
         front = w0 == 0  # frontally seen in the neutral frame
         assert torch.equal(w1[~front], w0[~front])
-        ramp = min(max((abs(yaw) - 15) / 45, 0.0), 1.0)
+        ramp = min(max((abs(yaw) - 15) / 45, 0.0), 1.0)  # TURN_FROM 15, TURN_AT 60 degrees
         if int(front.sum()) > 0:
             assert torch.allclose(w1[front], torch.full_like(w1[front], ramp), atol=1 / 255 + 1e-6)
         if abs(yaw) < 1:

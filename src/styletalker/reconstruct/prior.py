@@ -158,6 +158,7 @@ class SymmetricPrior(MultiViewPrior):
     """
 
     name = "symmetric"
+    TURN_FROM, TURN_AT = 15.0, 60.0  # degrees of a view's yaw over which ``turned_front`` takes over
 
     def __init__(self, min_facing: float = 0.2, depth_tol: float = 0.05, soft: bool = False,
                  confidence: tuple[float, float, float, float] | None = None, frontal_facing: float = 0.5,
@@ -167,7 +168,10 @@ class SymmetricPrior(MultiViewPrior):
         at its surface point with facing (cosine) above ``frontal_facing``: the video frames
         supervise it, the prior view need not. ``None``: no weights (every pixel counts fully).
         ``edge_px``, ``unmix``: which of the neutral frame's pixels lend their colour, and with the
-        backdrop's share taken out (:func:`.data.colour_targets`, the Gaussians' rule too)."""
+        backdrop's share taken out (:func:`.data.colour_targets`, the Gaussians' rule too).
+        ``turned_front``: the weight of the frontally seen pixels in views turned by
+        :attr:`TURN_AT` degrees or more, reached linearly from the first ``confidence`` weight at
+        :attr:`TURN_FROM` (the video frames show those points only from the front; None: no rise)."""
         self.min_facing = min_facing
         self.depth_tol = depth_tol
         self.soft = soft
@@ -269,7 +273,8 @@ class SymmetricPrior(MultiViewPrior):
             if self.confidence is not None:
                 w_front, w_graze, w_mirr, w_fill = self.confidence
                 if self.turned_front is not None:
-                    t = min(max((abs(float(cameras.yaw_deg[k])) - 15.0) / 45.0, 0.0), 1.0)
+                    turn = (abs(float(cameras.yaw_deg[k])) - self.TURN_FROM) / (self.TURN_AT - self.TURN_FROM)
+                    t = min(max(turn, 0.0), 1.0)
                     w_front = w_front + t * (self.turned_front - w_front)
                 front = s1 & (facing[0] > self.frontal_facing)
                 w = torch.where(front, w_front, torch.where(s1, w_graze, torch.where(s2, w_mirr, w_fill)))

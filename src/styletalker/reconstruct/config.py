@@ -77,9 +77,9 @@ class PriorOptions:
     # symmetric: weight of prior-view pixels seen frontally / at a grazing angle in the neutral
     # frame, mirrored from the other side, filled (None: all 1, the format-1 prior)
     confidence: tuple[float, float, float, float] | None = (0.0, 0.5, 1.0, 0.5)
-    # symmetric: weight of the frontally seen pixels in views turned by 60 degrees or more from
-    # the neutral camera (the video frames do not show those points from there); it rises
-    # linearly from the first ``confidence`` weight at 15 degrees (None: no rise)
+    # symmetric: weight of the frontally seen pixels in views turned far from the neutral camera
+    # (the video frames do not show those points from there), reached linearly from the first
+    # ``confidence`` weight over the yaws SymmetricPrior.TURN_FROM..TURN_AT (None: no rise)
     turned_front: float | None = 1.0
     steps: int = 25  # svd: denoising steps
     orbit_deg: float = 360.0  # svd: yaw covered by the generated frames

@@ -321,4 +321,17 @@ def from_dataset(ds, *, size: int | None = None, holdout_every: int = 10, cut_ma
     target = images * head + bg * (1 - head)
     train_idx, test_idx = split_indices(len(keep), neutral_index, holdout_every)
     return ReconData(images, masks, valid, head, target, K, w2c, expr, lmk, neutral_index, train_idx, test_idx,
-                     tuple(float(b) for b in background), y_cut, W, H, extra={"source_frames": keep})
+                     tuple(float(b) for b in background), y_cut, W, H,
+                     extra={"source_frames": keep, **face_mesh_topology(ds)})
+
+
+def face_mesh_topology(ds) -> dict:
+    """MediaPipe's face mesh as the clip's dataset holds it: ``face_faces`` (F,3) triangles over the
+    468 landmarks and ``face_mirror`` (468,) each landmark's mirror-image partner (from the
+    canonical face, which is symmetric in x); empty for a dataset without its canonical mesh."""
+    mesh = getattr(ds, "canonical_mesh", None)
+    if mesh is None:
+        return {}
+    v = torch.as_tensor(mesh.vertices).float()
+    flipped = v * torch.tensor([-1.0, 1.0, 1.0])
+    return {"face_faces": torch.as_tensor(mesh.faces).long(), "face_mirror": torch.cdist(flipped, v).argmin(1)}

@@ -11,7 +11,10 @@
 
 Additions (docs/reconstruct.md): |MLP_deform|^2 at the neutral expression (``w_offset``) and at
 the frame's expression (``w_offset_frame``, as Gaussian-Head-Avatar), MLP_deform frozen for the
-first ``deform_warmup`` of the iterations; optional (off) Laplacian and SDF-sign regularisers.
+first ``deform_warmup`` of the iterations; the symmetry term (``w_sym``); the face-surface term
+(``w_face``, :func:`face_surface_loss`): the surface held to MediaPipe's tracked face mesh of the
+neutral frame, the face's relief, which a near-frontal clip's colours and silhouettes hardly
+constrain; optional (off) Laplacian and SDF-sign regularisers.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class MeshTrainConfig:
     w_lap: float = 0.0  # Laplacian smoothing (GHA uses it; it fights the SDF under Adam, off by default)
     deform_warmup: float = 0.3  # fraction of iterations with MLP_deform frozen (geometry first)
     w_sym: float = 1.0  # mean |SDF(x) - SDF(mirror x)| about the face's plane (a symmetric head)
+    w_face: float = 0.0  # the surface held to the neutral frame's tracked face mesh, made symmetric (face_surface_loss)
     sigma: float = 0.5
 
 
@@ -109,11 +113,14 @@ def mesh_losses(model: DMTetHead, data: ReconData, frames, cfg: MeshTrainConfig,
         l_off = l_off + cfg.w_offset * (D0**2).sum(-1).mean()
     l_lmk = model.sdf_at(model.landmarks, sdf).abs().mean()
     l_sym = symmetry_loss(model, sdf) if cfg.w_sym > 0 else torch.zeros(())
+    faces, mirror = data.extra.get("face_faces"), data.extra.get("face_mirror")
+    l_face = (face_surface_loss(model, sdf, symmetric_face(data.neutral_landmarks, mirror), faces)
+              if cfg.w_face > 0 and faces is not None else torch.zeros(()))
     l_reg = sdf_sign_reg(model, sdf) if cfg.w_sdf_reg > 0 else torch.zeros(())
     total = (cfg.w_rgb * l_rgb + cfg.w_def * l_def + cfg.w_sil * l_sil + cfg.w_lmk * l_lmk + cfg.w_sdf_reg * l_reg
-             + l_off + cfg.w_lap * l_lap + cfg.w_sym * l_sym)
+             + l_off + cfg.w_lap * l_lap + cfg.w_sym * l_sym + cfg.w_face * l_face)
     return {"total": total, "rgb": l_rgb, "sil": l_sil, "def": l_def, "lmk": l_lmk, "off": l_off, "lap": l_lap,
-            "sym": l_sym,
+            "sym": l_sym, "face": l_face,
             "faces": mesh.faces.shape[0]}
 
 
@@ -124,6 +131,77 @@ def symmetry_loss(model: DMTetHead, sdf: torch.Tensor) -> torch.Tensor:
     n = model.config["res"] + 1
     vol = sdf.reshape(n, n, n)
     return (vol - vol.flip(2)).abs().mean()
+
+
+FACE_MIN_FACING, FACE_FULL_FACING = 0.25, 0.75  # face_surface_samples: facing (-z . normal) of weight 0 and 1
+FACE_BARY = torch.tensor([[4.0, 1.0, 1.0], [1.0, 4.0, 1.0], [1.0, 1.0, 4.0], [1.0, 1.0, 1.0]]) / torch.tensor(
+    [[6.0], [6.0], [6.0], [3.0]])  # where on each triangle of the face mesh the surface is held
+
+
+def symmetric_face(landmarks: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
+    """The mirror-symmetric part (468,3) of the tracked face mesh ``landmarks`` (L,3) about the plane
+    x = mean landmark x, the plane of the symmetric stage-1 surface (``w_sym``) and of the
+    symmetric prior: each landmark averaged with its partner's (``mirror``) mirror image. The
+    tracked depths are not symmetric (on the demo clip the neutral face is turned ~6 degrees out
+    of that plane, its sides 16 mm apart in depth; both are consistent with a near-frontal image),
+    and a symmetric surface held to them would have to crease on one side."""
+    x_sym = landmarks[:, 0].mean()
+    lm = landmarks[: mirror.shape[0]]
+    m = lm[mirror.to(lm.device)].clone()
+    m[:, 0] = 2 * x_sym - m[:, 0]
+    return (lm + m) / 2
+
+
+def face_surface_samples(landmarks: torch.Tensor, faces: torch.Tensor, min_facing: float = FACE_MIN_FACING,
+                         full_facing: float = FACE_FULL_FACING):
+    """Points (P,3) on the triangles of MediaPipe's face mesh through ``landmarks`` (its 468 vertices
+    first), four per triangle (:data:`FACE_BARY`), the triangles' unit normals (P,3) turned away
+    from the head (towards -z, the side the face looks to in canonical space) and weights (P,).
+
+    A triangle's weight rises linearly from 0 where it faces -z by ``min_facing`` (the cosine) to
+    1 at ``full_facing``: the tracked depth of the face's sides, seen edge-on, is the least sure,
+    and a weight that fades there leaves no step where the held surface ends. Triangles that touch
+    the lips (inside the outer lip contour, open or closed from frame to frame) are left out."""
+    from ..edit.regions import LIPS_OUTER
+
+    faces = faces.long()
+    tri = landmarks[:, :3][faces]  # (F,3,3)
+    n = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    if float(n[:, 2].sum()) > 0:
+        n = -n
+    w = ((-n[:, 2] - min_facing) / max(full_facing - min_facing, 1e-6)).clamp(0, 1)
+    lips = _inside_polygon(landmarks[:468, :2], landmarks[LIPS_OUTER, :2])
+    keep = (w > 0) & ~lips[faces].any(1)
+    tri, n, w = tri[keep], n[keep], w[keep]
+    pts = torch.einsum("bk,fkc->fbc", FACE_BARY.to(tri), tri).reshape(-1, 3)
+    k = FACE_BARY.shape[0]
+    return pts, n.repeat_interleave(k, 0), w.repeat_interleave(k, 0)
+
+
+def _inside_polygon(pts: torch.Tensor, poly: torch.Tensor, tol: float = 1e-6) -> torch.Tensor:
+    """(P,) whether each 2D point lies inside or on the closed polygon (Q,2) (even-odd rule, plus
+    the polygon's own vertices)."""
+    x, y = pts[:, 0:1], pts[:, 1:2]
+    a, b = poly, poly.roll(-1, 0)
+    cross = (a[:, 1] > y) != (b[:, 1] > y)
+    xi = a[:, 0] + (y - a[:, 1]) * (b[:, 0] - a[:, 0]) / (b[:, 1] - a[:, 1] + 1e-12)
+    inside = (cross & (x < xi)).sum(1) % 2 == 1
+    on_vertex = ((pts[:, None] - poly[None]).norm(dim=-1) < tol).any(1)
+    return inside | on_vertex
+
+
+def face_surface_loss(model: DMTetHead, sdf: torch.Tensor, landmarks: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """The canonical surface held to the tracked face: mean |SDF| at points on the face mesh through
+    ``landmarks`` (MediaPipe's 468 landmarks and their triangles, the only depth the clip gives for
+    the face's relief; stage 1 passes :func:`symmetric_face` of the neutral frame's), plus the sign a surface there must have half a grid cell in front of those
+    points (outside, SDF > 0) and behind them (inside, SDF < 0); weighted as
+    :func:`face_surface_samples` says."""
+    pts, n, w = face_surface_samples(landmarks.to(sdf), faces.to(sdf.device))
+    half = model.config["extent"] / model.config["res"]  # half a cell (the grid spans 2 extent)
+    out, inn = model.sdf_at(pts + half * n, sdf), model.sdf_at(pts - half * n, sdf)
+    per_point = model.sdf_at(pts, sdf).abs() + torch.relu(-out) + torch.relu(inn)
+    return (w * per_point).sum() / w.sum().clamp_min(1e-12)
 
 
 def laplacian_loss(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:

@@ -191,12 +191,13 @@ def _inside_polygon(pts: torch.Tensor, poly: torch.Tensor, tol: float = 1e-6) ->
     return inside | on_vertex
 
 
-def face_surface_loss(model: DMTetHead, sdf: torch.Tensor, landmarks: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+def face_surface_loss(model: DMTetHead, sdf: torch.Tensor, landmarks: torch.Tensor,
+                      faces: torch.Tensor) -> torch.Tensor:
     """The canonical surface held to the tracked face: mean |SDF| at points on the face mesh through
     ``landmarks`` (MediaPipe's 468 landmarks and their triangles, the only depth the clip gives for
-    the face's relief; stage 1 passes :func:`symmetric_face` of the neutral frame's), plus the sign a surface there must have half a grid cell in front of those
-    points (outside, SDF > 0) and behind them (inside, SDF < 0); weighted as
-    :func:`face_surface_samples` says."""
+    the face's relief; stage 1 passes :func:`symmetric_face` of the neutral frame's), plus the
+    sign a surface there must have half a grid cell in front of those points (outside, SDF > 0)
+    and behind them (inside, SDF < 0); weighted as :func:`face_surface_samples` says."""
     pts, n, w = face_surface_samples(landmarks.to(sdf), faces.to(sdf.device))
     half = model.config["extent"] / model.config["res"]  # half a cell (the grid spans 2 extent)
     out, inn = model.sdf_at(pts + half * n, sdf), model.sdf_at(pts - half * n, sdf)

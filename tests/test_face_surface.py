@@ -9,6 +9,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
+from styletalker.reconstruct.data import symmetry_x
 from styletalker.reconstruct.mesh_stage import (FACE_FULL_FACING, FACE_MIN_FACING, _inside_polygon, face_surface_loss,
                                                 face_surface_samples, symmetric_face)
 
@@ -60,7 +61,7 @@ def test_the_held_face_is_the_symmetric_part_of_the_tracked_one(start):
     assert bool((mirror[mirror] == torch.arange(468)).all())  # partners of partners
     assert 10 < int((mirror == torch.arange(468)).sum()) < 60  # the midline's landmarks are their own
     s = symmetric_face(lm, mirror)
-    x_sym = lm[:, 0].mean()
+    x_sym = symmetry_x(lm)
     m = s[mirror].clone()
     m[:, 0] = 2 * x_sym - m[:, 0]
     assert torch.allclose(s, m, atol=1e-5)  # mirror-symmetric about the stage-1 surface's plane

@@ -93,6 +93,14 @@ class ReconData(Views):
         return rgb * v + bg * (1 - v)
 
 
+def symmetry_x(landmarks: torch.Tensor) -> torch.Tensor:
+    """The x (canonical space) of the plane a head is taken to be mirror-symmetric about: the mean
+    x of one frame's tracked landmarks (L,3), the neutral frame's in reconstruct. Stage 1's grid
+    is centred on it (``sphere_init``), and its symmetry terms and the symmetric prior mirror
+    across it."""
+    return landmarks[:, 0].mean()
+
+
 def project_landmarks(K: torch.Tensor, world_to_cam: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
     """(N,3,3), (N,4,4), (N,L,3) canonical -> (N,L,2) pixel coordinates."""
     pc = pts @ world_to_cam[:, :3, :3].transpose(1, 2) + world_to_cam[:, None, :3, 3]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import SettingsError
-from .data import ReconData
+from .data import ReconData, symmetry_x
 from .dmtet import DMTetHead
 from .raster import rasterize
 
@@ -140,12 +140,12 @@ FACE_BARY = torch.tensor([[4.0, 1.0, 1.0], [1.0, 4.0, 1.0], [1.0, 1.0, 4.0], [1.
 
 def symmetric_face(landmarks: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
     """The mirror-symmetric part (468,3) of the tracked face mesh ``landmarks`` (L,3) about the plane
-    x = mean landmark x, the plane of the symmetric stage-1 surface (``w_sym``) and of the
+    x = :func:`.data.symmetry_x`, the plane of the symmetric stage-1 surface (``w_sym``) and of the
     symmetric prior: each landmark averaged with its partner's (``mirror``) mirror image. The
     tracked depths are not symmetric (on the demo clip the neutral face is turned ~6 degrees out
     of that plane, its sides 16 mm apart in depth; both are consistent with a near-frontal image),
     and a symmetric surface held to them would have to crease on one side."""
-    x_sym = landmarks[:, 0].mean()
+    x_sym = symmetry_x(landmarks)
     lm = landmarks[: mirror.shape[0]]
     m = lm[mirror.to(lm.device)].clone()
     m[:, 0] = 2 * x_sym - m[:, 0]

@@ -23,7 +23,7 @@ from ..workfolder import (AVATAR_FILE, AVATAR_PLY, CHECKPOINT_FILE, GAUSSIANS_DI
                           PREPROCESS, PRIOR_DIR, RENDERS, WorkFolder, fill_missing)
 from . import config as C
 from .checkpoint import load_state, resume_from, save_state, train_loop
-from .data import ReconData, from_options
+from .data import ReconData, from_options, symmetry_x
 from .density import DensityControl
 from .dmtet import DMTetHead
 from .evaluate import evaluate_avatar, evaluate_mesh, save_orbit, save_side_by_side
@@ -50,7 +50,7 @@ def sphere_init(data: ReconData, radius: float | None = None) -> tuple[torch.Ten
     top = float(forehead[1]) - 0.4 * h
     r = radius if radius else (float(chin[1]) - top) / 2
     cy = (top + float(chin[1])) / 2
-    cx = float(L[:, 0].mean())
+    cx = float(symmetry_x(L))
     cz = float(nose[2]) - 0.05 + r
     return torch.tensor([cx, cy, cz]), float(r)
 

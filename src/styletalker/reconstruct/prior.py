@@ -212,13 +212,13 @@ class SymmetricPrior(MultiViewPrior):
         W, H = dataset.width, dataset.height
         verts, faces = mesh.verts.detach().float().cpu(), mesh.faces.cpu()
         r = rasterize(verts, faces, None, K, w2c, W, H, soft=False)
-        from .data import colour_targets
+        from .data import colour_targets, symmetry_x
 
         images, trusted = colour_targets(dataset, self.edge_px, self.unmix)
         head = dataset.head[i].float().cpu() * trusted[i].float().cpu()
         img = torch.cat([images[i].float().cpu(), head], -1)
         return {"K": K, "w2c": w2c, "W": W, "H": H, "depth": r.depth[..., 0], "img": img,
-                "cam_c": -w2c[:3, :3].T @ w2c[:3, 3], "x_sym": float(dataset.landmarks3d[i][:, 0].mean())}
+                "cam_c": -w2c[:3, :3].T @ w2c[:3, 3], "x_sym": float(symmetry_x(dataset.landmarks3d[i]))}
 
     @staticmethod
     def _mirror(p, x_sym):

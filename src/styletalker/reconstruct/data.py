@@ -101,6 +101,13 @@ def symmetry_x(landmarks: torch.Tensor) -> torch.Tensor:
     return landmarks[:, 0].mean()
 
 
+def mirror_x(points: torch.Tensor, x_sym) -> torch.Tensor:
+    """Points (...,3) mirrored across the plane x = ``x_sym`` (a copy; directions: ``x_sym`` = 0)."""
+    q = points.clone()
+    q[..., 0] = 2 * x_sym - q[..., 0]
+    return q
+
+
 def project_landmarks(K: torch.Tensor, world_to_cam: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
     """(N,3,3), (N,4,4), (N,L,3) canonical -> (N,L,2) pixel coordinates."""
     pc = pts @ world_to_cam[:, :3, :3].transpose(1, 2) + world_to_cam[:, None, :3, 3]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import SettingsError
-from .data import ReconData, symmetry_x
+from .data import ReconData, mirror_x, symmetry_x
 from .dmtet import DMTetHead
 from .raster import rasterize
 
@@ -147,9 +147,7 @@ def symmetric_face(landmarks: torch.Tensor, mirror: torch.Tensor) -> torch.Tenso
     and a symmetric surface held to them would have to crease on one side."""
     x_sym = symmetry_x(landmarks)
     lm = landmarks[: mirror.shape[0]]
-    m = lm[mirror.to(lm.device)].clone()
-    m[:, 0] = 2 * x_sym - m[:, 0]
-    return (lm + m) / 2
+    return (lm + mirror_x(lm[mirror.to(lm.device)], x_sym)) / 2
 
 
 def face_surface_samples(landmarks: torch.Tensor, faces: torch.Tensor, min_facing: float = FACE_MIN_FACING,

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, MissingModelError
+from .data import mirror_x
 from .raster import rasterize
 
 
@@ -220,12 +221,6 @@ class SymmetricPrior(MultiViewPrior):
         return {"K": K, "w2c": w2c, "W": W, "H": H, "depth": r.depth[..., 0], "img": img,
                 "cam_c": -w2c[:3, :3].T @ w2c[:3, 3], "x_sym": float(symmetry_x(dataset.landmarks3d[i]))}
 
-    @staticmethod
-    def _mirror(p, x_sym):
-        q = p.clone()
-        q[..., 0] = 2 * x_sym - q[..., 0]
-        return q
-
     def vertex_colors(self, dataset, mesh: PriorMesh, neutral_index: int, ctx=None):
         """Per-vertex colours: seen, else mirrored, else filled. Returns (colors, seen, mirrored)."""
         i = int(neutral_index)
@@ -233,7 +228,7 @@ class SymmetricPrior(MultiViewPrior):
         verts, faces = mesh.verts.detach().float().cpu(), mesh.faces.cpu()
         n = vertex_normals(verts, faces)
         col, seen = self._lookup(verts, n, ctx)
-        colm, seen_m = self._lookup(self._mirror(verts, ctx["x_sym"]), self._mirror(n, 0.0), ctx)
+        colm, seen_m = self._lookup(mirror_x(verts, ctx["x_sym"]), mirror_x(n, 0.0), ctx)
         mirrored = ~seen & seen_m
         colors = torch.where(seen[:, None], col, colm)
         known = seen | mirrored
@@ -264,7 +259,7 @@ class SymmetricPrior(MultiViewPrior):
             nrm = nrm / nrm.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             facing: list = []
             c1, s1 = self._lookup(pts, nrm, ctx, facing)
-            c2, s2 = self._lookup(self._mirror(pts, ctx["x_sym"]), self._mirror(nrm, 0.0), ctx)
+            c2, s2 = self._lookup(mirror_x(pts, ctx["x_sym"]), mirror_x(nrm, 0.0), ctx)
             col = torch.where(s1[:, None], c1, torch.where(s2[:, None], c2, fill))
             img = bg.expand(cameras.height, cameras.width, 3).clone()
             img[m] = col.clamp(0, 1)

@@ -9,9 +9,9 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from styletalker.reconstruct.data import symmetry_x
+from styletalker.reconstruct.data import symmetric_face, symmetry_x
 from styletalker.reconstruct.mesh_stage import (FACE_FULL_FACING, FACE_MIN_FACING, _inside_polygon, face_surface_loss,
-                                                face_surface_samples, symmetric_face)
+                                                face_surface_samples)
 
 
 @pytest.fixture(scope="module")

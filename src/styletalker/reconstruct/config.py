@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from ..errors import InputError
 from .gauss_stage import GaussTrainConfig
 from .mesh_stage import MeshTrainConfig
-from .presets import ANCHORS, MESH_INITS, PRESETS, PRIORS  # noqa: F401  (re-exported)
+from .presets import ANCHORS, HULL_FACES, MESH_INITS, PRESETS, PRIORS  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -63,6 +63,11 @@ class MeshOptions:
     # held-out frames 0.7 dB (docs/reconstruct.md, "Novel views")
     egg: float = 0.0
     symmetric_hull: bool = True  # hull: also carved by the mirror image of every silhouette
+    # symmetric hull: built from the neutral face as tracked (tracked; MediaPipe's depth shear then
+    # sets both cheeks back to the deeper side's depth) or from its symmetric part (symmetric,
+    # opt-in: the Pexels clip's avatar found at -60 degrees, no gain on the benchmark or the demo
+    # clip; docs/reconstruct.md, "Novel views" (30))
+    hull_face: str = HULL_FACES[0]
     smooth: float = 1.0
     offset_scale: float = 0.25
     train: MeshTrainConfig = field(default_factory=MeshTrainConfig)
@@ -210,6 +215,8 @@ def validate(cfg: ReconstructConfig) -> None:
         cfg.gauss.anchor = "free"  # the ablations without the stage-1 mesh / its MLP_deform
     if cfg.mesh.init not in MESH_INITS:
         raise InputError(f"unknown mesh init {cfg.mesh.init!r}; choose from {', '.join(MESH_INITS)}")
+    if cfg.mesh.hull_face not in HULL_FACES:
+        raise InputError(f"unknown mesh.hull_face {cfg.mesh.hull_face!r}; choose from {', '.join(HULL_FACES)}")
     if cfg.mesh.res < 4:
         raise InputError("mesh resolution must be >= 4")
     if cfg.prior.views < 1 and cfg.prior.backend != "none":

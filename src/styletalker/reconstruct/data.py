@@ -108,6 +108,21 @@ def mirror_x(points: torch.Tensor, x_sym) -> torch.Tensor:
     return q
 
 
+def symmetric_face(landmarks: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
+    """The mirror-symmetric part (468,3) of the tracked face mesh ``landmarks`` (L,3) about the plane
+    x = :func:`symmetry_x`, the plane of the symmetric stage-1 surface (``w_sym``, the symmetric
+    hull) and of the symmetric prior: each landmark averaged with its partner's (``mirror``)
+    mirror image. The tracked depths are not symmetric: MediaPipe's relative depths shear the
+    face (its depth changes in proportion to x: on the demo clip by -1.2..8.9 degrees over the
+    frames, 7.6 at the neutral frame, its sides 16 mm apart in depth once mirrored; the Pexels
+    clip 9-23) while the face's midline stays straight (its x does not change with depth: a
+    shear, not a turn of the head; docs/reconstruct.md, "Novel views" (30)); the symmetric part
+    takes the shear out."""
+    x_sym = symmetry_x(landmarks)
+    lm = landmarks[: mirror.shape[0]]
+    return (lm + mirror_x(lm[mirror.to(lm.device)], x_sym)) / 2
+
+
 def project_landmarks(K: torch.Tensor, world_to_cam: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
     """(N,3,3), (N,4,4), (N,L,3) canonical -> (N,L,2) pixel coordinates."""
     pc = pts @ world_to_cam[:, :3, :3].transpose(1, 2) + world_to_cam[:, None, :3, 3]

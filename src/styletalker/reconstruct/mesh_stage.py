@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import SettingsError
-from .data import ReconData, mirror_x, symmetry_x
+from .data import ReconData, symmetric_face
 from .dmtet import DMTetHead
 from .raster import rasterize
 
@@ -136,18 +136,6 @@ def symmetry_loss(model: DMTetHead, sdf: torch.Tensor) -> torch.Tensor:
 FACE_MIN_FACING, FACE_FULL_FACING = 0.25, 0.75  # face_surface_samples: facing (-z . normal) of weight 0 and 1
 FACE_BARY = torch.tensor([[4.0, 1.0, 1.0], [1.0, 4.0, 1.0], [1.0, 1.0, 4.0], [1.0, 1.0, 1.0]]) / torch.tensor(
     [[6.0], [6.0], [6.0], [3.0]])  # where on each triangle of the face mesh the surface is held
-
-
-def symmetric_face(landmarks: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
-    """The mirror-symmetric part (468,3) of the tracked face mesh ``landmarks`` (L,3) about the plane
-    x = :func:`.data.symmetry_x`, the plane of the symmetric stage-1 surface (``w_sym``) and of the
-    symmetric prior: each landmark averaged with its partner's (``mirror``) mirror image. The
-    tracked depths are not symmetric (on the demo clip the neutral face is turned ~6 degrees out
-    of that plane, its sides 16 mm apart in depth; both are consistent with a near-frontal image),
-    and a symmetric surface held to them would have to crease on one side."""
-    x_sym = symmetry_x(landmarks)
-    lm = landmarks[: mirror.shape[0]]
-    return (lm + mirror_x(lm[mirror.to(lm.device)], x_sym)) / 2
 
 
 def face_surface_samples(landmarks: torch.Tensor, faces: torch.Tensor, min_facing: float = FACE_MIN_FACING,

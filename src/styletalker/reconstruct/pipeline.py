@@ -86,7 +86,7 @@ def set_initial_shape(model: DMTetHead, cfg: C.ReconstructConfig, data: ReconDat
     from .shape_prior import head_occupancy, occupancy_to_sdf
 
     occ = head_occupancy(model.grid_verts.cpu(), _to(data, "cpu"), depth_ratio=cfg.mesh.depth_ratio,
-                         symmetric=cfg.mesh.symmetric_hull, egg=cfg.mesh.egg)
+                         symmetric=cfg.mesh.symmetric_hull, egg=cfg.mesh.egg, face=cfg.mesh.hull_face)
     if int(occ.sum()) > 8:
         with torch.no_grad():
             model.sdf.copy_(occupancy_to_sdf(occ, model.grid.cell).to(model.sdf))

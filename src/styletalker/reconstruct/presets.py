@@ -48,6 +48,7 @@ PRESETS: dict[str, dict] = {
 
 ANCHORS = ("mesh", "free")
 MESH_INITS = ("hull", "sphere")
+HULL_FACES = ("tracked", "symmetric")  # mesh.hull_face
 PRIORS = ("symmetric", "svd", "none")  # prior.backend
 
 

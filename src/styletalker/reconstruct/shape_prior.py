@@ -12,7 +12,8 @@ training frames covers 94 % (docs/reconstruct.md). So the starting shape is buil
    the image and the valid region but outside the (slightly dilated) head mask are empty;
 2. **face surface**: points in front of the tracked 3D face (the neutral frame's 468 landmarks,
    interpolated over their footprint, the nearest landmark's depth around it) are empty, so the
-   face starts at its tracked depth;
+   face starts at its tracked depth (with ``face="symmetric"``, ``mesh.hull_face``, opt-in: the
+   landmarks' mirror-symmetric part, without MediaPipe's depth shear);
 3. **head depth**: every horizontal slice is closed by an ellipse as wide as the hull in that
    slice, from just in front of the nose to ``depth_ratio`` face widths behind the nose tip (on
    MediaPipe's canonical face, 15.3 cm wide, the glabella is 2.2 cm behind the nose tip; with a
@@ -44,7 +45,7 @@ import math
 import numpy as np
 import torch
 
-from .data import ReconData
+from .data import ReconData, symmetric_face
 
 NOSE, CHIN, EAR_L, EAR_R = 1, 152, 234, 454
 
@@ -90,13 +91,20 @@ def _face_depth(points: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
 
 def head_occupancy(lattice: torch.Tensor, data: ReconData, depth_ratio: float, front_margin: float = 0.08,
                    face_margin: float = 0.03, chin_depth: float = 0.2, symmetric: bool = True,
-                   egg: float = 0.0) -> torch.Tensor:
+                   egg: float = 0.0, face: str = "tracked") -> torch.Tensor:
     """(n,n,n) bool occupancy (index order z, y, x) of the starting shape on a regular lattice
     (``lattice``: (n^3,3) canonical points, vertex id = x + n (y + n z)); module doc.
     ``symmetric``: the lattice is symmetric about the face's plane (x = mean landmark x), and a
-    point is carved when its mirror image is (the head is taken to be left-right symmetric)."""
+    point is carved when its mirror image is (the head is taken to be left-right symmetric); with
+    ``face`` = ``symmetric`` the landmarks it is built from (the face's surface, its width, nose
+    and chin) are then the tracked face's symmetric part (:func:`.data.symmetric_face`;
+    ``tracked``: the neutral frame's landmarks as tracked, whose depth shear, carved from both
+    sides, set both cheeks back to the deeper side's depth and widened the face)."""
     n = round(lattice.shape[0] ** (1 / 3))
     L = data.neutral_landmarks.detach().cpu()
+    pairs = data.extra.get("face_mirror")
+    if symmetric and face == "symmetric" and pairs is not None:
+        L = symmetric_face(L, pairs)
     occ = visual_hull(lattice, data)
     zf = _face_depth(lattice, L)
     occ &= ~(lattice[:, 2].double() < zf - face_margin)

@@ -185,7 +185,7 @@ def face_surface_loss(model: DMTetHead, sdf: torch.Tensor, landmarks: torch.Tens
     sign a surface there must have half a grid cell in front of those points (outside, SDF > 0)
     and behind them (inside, SDF < 0); weighted as :func:`face_surface_samples` says."""
     pts, n, w = face_surface_samples(landmarks.to(sdf), faces.to(sdf.device))
-    half = model.config["extent"] / model.config["res"]  # half a cell (the grid spans 2 extent)
+    half = model.grid.cell / 2
     out, inn = model.sdf_at(pts + half * n, sdf), model.sdf_at(pts - half * n, sdf)
     per_point = model.sdf_at(pts, sdf).abs() + torch.relu(-out) + torch.relu(inn)
     return (w * per_point).sum() / w.sum().clamp_min(1e-12)
